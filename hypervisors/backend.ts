@@ -1,0 +1,194 @@
+// The hypervisor backend interface: everything the VMM asks of a hypervisor, and nothing
+// about which one is below. Two implementations: hypervisors/kvm (Linux KVM through a
+// native addon) and hypervisors/interp (a TypeScript x86 interpreter).
+//
+// Threading model. A Vm and its Vcpus live on one thread: the vCPU worker thread
+// (vmm/vcpu-worker.ts). `Vcpu.run()` is synchronous and blocks that thread (in KVM_RUN, or
+// in the interpreter loop) until an exit the VMM must handle; the Node main thread never
+// calls it. Other threads reach a running vCPU only through its KickToken (see kick.ts).
+//
+// Allocation-free exits. `run()` returns an ExitReason number and fills the vCPU's one
+// reusable `exit` object; nothing is allocated per exit on the hot path.
+
+/** Why `Vcpu.run()` returned. Numeric so that the run loop switches on small integers. */
+export const ExitReason = {
+  /** Port I/O: exit.port/size/count/write/data. */
+  Io: 1,
+  /** Memory-mapped I/O to an address that is not RAM: exit.address/size/write/data. */
+  Mmio: 2,
+  /** HLT with interrupts disabled, or HLT where the backend has no in-kernel irqchip. */
+  Hlt: 3,
+  /** Triple fault or other CPU shutdown (a guest reset with `reboot=t`). */
+  Shutdown: 4,
+  /** The backend could not continue (emulation failure, bad state): exit.detail says why. */
+  InternalError: 5,
+  /** The vCPU was kicked (KickToken) and returned before or instead of running guest code. */
+  Kicked: 6,
+  /** The guest asked the platform to power off or reset (KVM_EXIT_SYSTEM_EVENT). */
+  SystemEvent: 7,
+} as const;
+export type ExitReason = (typeof ExitReason)[keyof typeof ExitReason];
+
+export const ExitReasonName: Record<ExitReason, string> = {
+  1: 'io', 2: 'mmio', 3: 'hlt', 4: 'shutdown', 5: 'internal-error', 6: 'kicked', 7: 'system-event',
+};
+
+/**
+ * Details of the last exit. One object per vCPU, overwritten by every `run()`.
+ * For I/O and MMIO reads the VMM writes the value into `data` before the next `run()`;
+ * the backend completes the guest's instruction with it.
+ */
+export interface VcpuExit {
+  /** Port number (Io) or guest-physical address (Mmio). Exact below 2^53. */
+  address: number;
+  /** Bytes per access: 1, 2, 4 (and 8 for Mmio). */
+  size: number;
+  /** Repetitions of a string I/O instruction (INS/OUTS with REP); 1 otherwise. */
+  count: number;
+  write: boolean;
+  /**
+   * count × size bytes, little-endian: what the guest wrote, or where the VMM puts what the
+   * guest reads. A view into backend memory (kvm_run for KVM); valid until the next run().
+   */
+  data: Uint8Array;
+  /** Human-readable detail for InternalError, Shutdown and SystemEvent. */
+  detail: string;
+  /** SystemEvent type: 1 shutdown, 2 reset, 3 crash (KVM_SYSTEM_EVENT_*). */
+  systemEvent: number;
+}
+
+export interface Capabilities {
+  /** Interrupt controllers (PIC/IOAPIC/LAPIC) and PIT live inside the backend; HLT does not exit. */
+  irqchip: boolean;
+  /** Guest writes to a registered address signal an eventfd without an exit to the VMM. */
+  ioeventfd: boolean;
+  /** Writing an eventfd raises an interrupt line without going through the VMM. */
+  irqfd: boolean;
+  /** Guest user-mode and kernel-mode code run at hardware speed (false on this project's CI hosts). */
+  nativeKernelMode: boolean;
+}
+
+/** One contiguous range of guest RAM, backed by a memfd so device processes can map it. */
+export interface RamRegionSpec {
+  guestPhys: number;
+  size: number;
+}
+
+export interface RamRegion extends RamRegionSpec {
+  /** The memfd backing this region (offset 0 = guestPhys); pass it to device processes. */
+  fd: number;
+  /** The host mapping of the region, shared with the guest. */
+  bytes: Uint8Array;
+}
+
+export interface VmConfig {
+  ram: readonly RamRegionSpec[];
+  /** Guest-physical ranges KVM needs for itself on Intel (TSS, identity map); never RAM. */
+  tssAddress: number;
+  identityMapAddress: number;
+}
+
+/** x86 general registers (struct kvm_regs); 64-bit values, so bigint. */
+export interface Regs {
+  rax: bigint; rbx: bigint; rcx: bigint; rdx: bigint;
+  rsi: bigint; rdi: bigint; rsp: bigint; rbp: bigint;
+  r8: bigint; r9: bigint; r10: bigint; r11: bigint;
+  r12: bigint; r13: bigint; r14: bigint; r15: bigint;
+  rip: bigint; rflags: bigint;
+}
+
+/** A segment register in its descriptor-cache form (struct kvm_segment). */
+export interface Segment {
+  base: bigint;
+  limit: number;
+  selector: number;
+  type: number;
+  present: boolean;
+  dpl: number;
+  db: boolean;
+  s: boolean;
+  l: boolean;
+  g: boolean;
+  avl: boolean;
+  unusable: boolean;
+}
+
+export interface DescriptorTable {
+  base: bigint;
+  limit: number;
+}
+
+export interface Sregs {
+  cs: Segment; ds: Segment; es: Segment; fs: Segment; gs: Segment; ss: Segment;
+  tr: Segment; ldt: Segment;
+  gdt: DescriptorTable; idt: DescriptorTable;
+  cr0: bigint; cr2: bigint; cr3: bigint; cr4: bigint; cr8: bigint;
+  efer: bigint;
+  apicBase: bigint;
+}
+
+export interface CpuidEntry {
+  function: number;
+  index: number;
+  /** KVM_CPUID_FLAG_SIGNIFCANT_INDEX (1) when `index` selects a sub-leaf. */
+  flags: number;
+  eax: number; ebx: number; ecx: number; edx: number;
+}
+
+/**
+ * How another thread kicks a vCPU out of `run()`. Structured-clonable, so it can be posted
+ * from the vCPU worker to the main thread; `kick(token)` in kick.ts acts on it.
+ */
+export type KickToken =
+  | { backend: 'kvm'; slot: number }
+  | { backend: 'interp'; control: SharedArrayBuffer };
+
+export interface IoeventfdSpec {
+  /** Guest-physical address (MMIO) or port (PIO). */
+  address: number;
+  /** Access size to match: 1, 2, 4, 8, or 0 for any. */
+  length: number;
+  pio: boolean;
+  /** Only writes of this value signal; undefined matches every value. */
+  datamatch?: bigint;
+  fd: number;
+}
+
+export interface Vcpu {
+  readonly id: number;
+  /** Filled by every `run()`; see VcpuExit. */
+  readonly exit: VcpuExit;
+  getRegs(): Regs;
+  setRegs(regs: Regs): void;
+  getSregs(): Sregs;
+  setSregs(sregs: Sregs): void;
+  setCpuid(entries: readonly CpuidEntry[]): void;
+  /** Run guest code on the calling thread until an exit the VMM must handle. */
+  run(): ExitReason;
+  kickToken(): KickToken;
+}
+
+export interface Vm {
+  readonly ram: readonly RamRegion[];
+  createVcpu(id: number): Vcpu;
+  /** Set the level of an interrupt line (a GSI: 0-15 ISA IRQs through the PIC/IOAPIC). */
+  setIrqLine(gsi: number, level: boolean): void;
+  /** Needs capabilities.ioeventfd. */
+  assignIoeventfd(spec: IoeventfdSpec): void;
+  deassignIoeventfd(spec: IoeventfdSpec): void;
+  /** Needs capabilities.irqfd: writes to `fd` raise (edge: pulse) the line `gsi`. */
+  assignIrqfd(fd: number, gsi: number): void;
+  deassignIrqfd(fd: number, gsi: number): void;
+  /** Release every resource (vCPUs, memory, fds). The Vm is unusable afterwards. */
+  destroy(): void;
+}
+
+export interface Hypervisor {
+  readonly name: BackendName;
+  readonly capabilities: Capabilities;
+  /** CPUID leaves this backend can present to a guest (KVM_GET_SUPPORTED_CPUID). */
+  supportedCpuid(): CpuidEntry[];
+  createVm(config: VmConfig): Vm;
+}
+
+export type BackendName = 'kvm' | 'interp';
