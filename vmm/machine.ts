@@ -1,0 +1,81 @@
+// Builds a machine on the vCPU worker thread: a VM from the memory map, the Linux kernel loaded
+// into it, the boot vCPU in its entry state, and the in-process platform devices on the I/O bus.
+import type { Hypervisor, Vcpu, Vm } from '../hypervisors/backend.ts';
+import { loadLinux } from '../firmware/loader.ts';
+import { Uart16550 } from '../devices/uart16550/uart16550.ts';
+import { I8042 } from '../devices/i8042/i8042.ts';
+import { CmosRtc } from '../devices/cmos-rtc/cmos-rtc.ts';
+import { GuestMemory } from './guest-memory.ts';
+import { IoBus } from './io-bus.ts';
+import { KVM_IDENTITY_MAP, KVM_TSS, buildMemoryMap } from './memory-map.ts';
+import { ByteRing } from './byte-ring.ts';
+import type { MachineSpec } from './worker-protocol.ts';
+
+export const COM1 = { port: 0x3f8, irq: 4 } as const;
+
+export interface Machine {
+  vm: Vm;
+  vcpu: Vcpu;
+  bus: IoBus;
+  memory: GuestMemory;
+  /** One line for people: what was loaded and how it is entered. */
+  boot: string;
+  takeInput(): void;
+  resetRequested(): boolean;
+  destroy(): void;
+}
+
+export function buildMachine(hv: Hypervisor, spec: MachineSpec): Machine {
+  const map = buildMemoryMap(spec.memBytes);
+  const vm = hv.createVm({
+    ram: map.ram.map((r) => ({ guestPhys: r.start, size: r.size })),
+    tssAddress: KVM_TSS.start,
+    identityMapAddress: KVM_IDENTITY_MAP.start,
+  });
+  try {
+    const memory = new GuestMemory(vm.ram.map((r) => ({ guestPhys: r.guestPhys, bytes: r.bytes })));
+    const loaded = loadLinux({
+      memory,
+      map,
+      kernel: spec.kernel,
+      initrd: spec.initrd,
+      cmdline: spec.cmdline,
+      longMode: spec.longMode,
+    });
+    const vcpu = vm.createVcpu(0);
+    vcpu.setCpuid(hv.supportedCpuid());
+    vcpu.setSregs(loaded.sregs);
+    vcpu.setRegs(loaded.regs);
+
+    const serialOut = new ByteRing(spec.serialOut);
+    const serialIn = new ByteRing(spec.serialIn);
+    const bus = new IoBus();
+    const uart = new Uart16550({
+      irq: { set: (level) => vm.setIrqLine(COM1.irq, level) },
+      output: (bytes) => serialOut.push(bytes),
+    });
+    bus.addPio(COM1.port, 8, uart);
+    let reset = false;
+    const i8042 = new I8042({ onReset: () => { reset = true; } });
+    for (const port of I8042.ports) bus.addPio(port, 1, i8042);
+    const rtc = new CmosRtc();
+    bus.addPio(CmosRtc.port, 2, rtc);
+
+    return {
+      vm,
+      vcpu,
+      bus,
+      memory,
+      boot: loaded.summary,
+      takeInput() {
+        const bytes = serialIn.drain();
+        if (bytes) uart.receive(bytes);
+      },
+      resetRequested: () => reset,
+      destroy: () => vm.destroy(),
+    };
+  } catch (e) {
+    vm.destroy();
+    throw e;
+  }
+}

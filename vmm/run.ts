@@ -1,0 +1,226 @@
+// `tsvmm run` on the main thread: choose the backend, find the guest, start the vCPU worker,
+// connect the consoles, and turn how the guest ended into an exit code. The main thread never
+// runs guest code; it moves console bytes and requests, so it stays responsive throughout.
+import { constants as osConstants } from 'node:os';
+import type { Worker } from 'node:worker_threads';
+import type { BackendName, KickToken } from '../hypervisors/backend.ts';
+import { kick } from '../hypervisors/kick.ts';
+import { chooseBackend, type BackendRequest } from './backend-choice.ts';
+import { ByteRing } from './byte-ring.ts';
+import { ConsoleHub, type ConsoleName, type PowerAction } from './console-hub.ts';
+import { ConsoleTail } from './console-tail.ts';
+import { builtInGuest, userGuest, type GuestArch } from './guest-source.ts';
+import { Terminal } from './terminal.ts';
+import { startTsWorker } from './worker.ts';
+import { Control, type MachineSpec, type Outcome, type WorkerMessage } from './worker-protocol.ts';
+
+export interface RunOptions {
+  kernel?: string;
+  initrd?: string;
+  /** Replaces the default kernel command line. */
+  cmdline?: string;
+  /** Added to the kernel command line. */
+  append: string[];
+  memBytes: number;
+  image?: GuestArch;
+  backend: BackendRequest;
+  console: ConsoleName;
+  /** Attach the user's terminal. */
+  stdio: boolean;
+}
+
+/** What tsvmm puts on the kernel command line unless --cmdline replaces it. */
+export const DEFAULT_CMDLINE = 'console=ttyS0 reboot=t panic=-1';
+
+const SERIAL_RING_BYTES = 1 << 20;
+/** How long a stopping guest may take before its worker is ended by force. */
+const STOP_GRACE_MS = 5000;
+
+export function log(message: string): void {
+  process.stderr.write(`tsvmm: ${message}\n`);
+}
+
+export async function run(options: RunOptions): Promise<number> {
+  // The user's files are checked before the backend probe, so a typo fails at once.
+  const ownGuest = await userGuest(options);
+  const choice = await chooseBackend(options.backend);
+  log(`backend ${choice.name}: ${choice.reason}`);
+  const guest = ownGuest ?? (await builtInGuest(options, choice.name));
+  log(`guest: ${guest.description}`);
+  const cmdline = [options.cmdline ?? DEFAULT_CMDLINE, ...options.append].join(' ').trim();
+
+  const session = new RunSession(choice.name, {
+    backend: choice.name,
+    memBytes: options.memBytes,
+    kernel: guest.kernel,
+    initrd: guest.initrd,
+    cmdline,
+    longMode: choice.name === 'kvm',
+    serialOut: new ByteRing(SERIAL_RING_BYTES).buffer,
+    serialIn: new ByteRing(64 * 1024).buffer,
+    control: new SharedArrayBuffer(Control.words * 4),
+  }, options);
+  return session.run();
+}
+
+/** One VM from start to exit code, across user-requested resets. */
+class RunSession {
+  readonly hub: ConsoleHub;
+  private readonly serialOut: ByteRing;
+  private readonly serialIn: ByteRing;
+  private readonly control: Int32Array;
+  private readonly tail = new ConsoleTail();
+  private terminal: Terminal | undefined;
+  private kickToken: KickToken | undefined;
+  private worker: Worker | undefined;
+  private userReset = false;
+  private stopCause: string | undefined;
+  private stopSignal: NodeJS.Signals | undefined;
+  private finished = false;
+
+  constructor(private readonly backend: BackendName, private readonly spec: MachineSpec, private readonly options: RunOptions) {
+    this.serialOut = new ByteRing(spec.serialOut);
+    this.serialIn = new ByteRing(spec.serialIn);
+    this.control = new Int32Array(spec.control);
+    this.hub = new ConsoleHub(backend, {
+      input: (name, bytes) => this.input(name, bytes),
+      power: (action) => this.power(action),
+    });
+  }
+
+  async run(): Promise<number> {
+    const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+    const onSignal = (signal: NodeJS.Signals) => {
+      this.stopSignal ??= signal;
+      this.requestStop(`stopped by ${signal}`);
+    };
+    for (const s of signals) process.on(s, onSignal);
+    this.hub.onOutput((name, bytes) => { if (name === 'ttyS0') this.tail.push(bytes); });
+    if (this.options.stdio) {
+      this.terminal = new Terminal({ hub: this.hub, console: this.options.console, onQuit: () => this.requestStop('quit with Ctrl-A x') });
+    }
+    const pump = this.pumpSerial();
+    try {
+      let outcome: Outcome;
+      for (;;) {
+        outcome = await this.runMachine();
+        if (outcome.kind === 'reset' && this.userReset && !this.stopCause) {
+          this.userReset = false;
+          log('resetting the VM');
+          continue;
+        }
+        break;
+      }
+      this.finished = true;
+      this.serialOut.wake();
+      await pump;
+      return this.report(outcome);
+    } finally {
+      this.finished = true;
+      this.terminal?.restore();
+      for (const s of signals) process.off(s, onSignal);
+    }
+  }
+
+  private runMachine(): Promise<Outcome> {
+    Atomics.store(this.control, Control.requests, 0);
+    const worker = startTsWorker(new URL('./vcpu-worker.ts', import.meta.url), { workerData: this.spec });
+    this.worker = worker;
+    return new Promise<Outcome>((resolve) => {
+      let settled = false;
+      const settle = (o: Outcome) => {
+        if (settled) return;
+        settled = true;
+        this.kickToken = undefined;
+        this.worker = undefined;
+        void worker.terminate();
+        resolve(o);
+      };
+      worker.on('message', (m: WorkerMessage) => {
+        if (m.type === 'started') {
+          this.kickToken = m.kick;
+          log(m.boot);
+          this.hub.setStatus({ state: 'running', backend: this.backend });
+          // A stop requested while the machine was being built is honoured now.
+          if (Atomics.load(this.control, Control.requests) !== 0) kick(m.kick);
+        } else {
+          settle(m.outcome);
+        }
+      });
+      worker.on('error', (e) => settle({ kind: 'internal-error', detail: e.stack ?? e.message }));
+      worker.on('exit', (code) => settle({ kind: 'internal-error', detail: `the vCPU worker exited with code ${code}` }));
+    });
+  }
+
+  private async pumpSerial(): Promise<void> {
+    for (;;) {
+      const seen = this.serialOut.signal;
+      const bytes = this.serialOut.drain();
+      if (bytes) this.hub.output('ttyS0', bytes);
+      if (this.finished && this.serialOut.isEmpty()) return;
+      if (!bytes) await this.serialOut.waitForData(seen);
+    }
+  }
+
+  private input(name: ConsoleName, bytes: Uint8Array): void {
+    if (name !== 'ttyS0') return;
+    this.serialIn.push(bytes);
+    this.request(Control.input);
+  }
+
+  private power(action: PowerAction): void {
+    if (action === 'poweroff') {
+      this.requestStop('powered off from the console');
+    } else {
+      this.userReset = true;
+      this.request(Control.reset);
+    }
+  }
+
+  private requestStop(cause: string): void {
+    this.stopCause ??= cause;
+    this.request(Control.stop);
+    const worker = this.worker;
+    setTimeout(() => {
+      if (this.worker === worker && worker) {
+        log(`the guest did not stop within ${STOP_GRACE_MS / 1000} s; ending it`);
+        void worker.terminate();
+      }
+    }, STOP_GRACE_MS).unref();
+  }
+
+  private request(bit: number): void {
+    Atomics.or(this.control, Control.requests, bit);
+    if (this.kickToken) kick(this.kickToken);
+  }
+
+  private report(outcome: Outcome): number {
+    const dropped = this.serialOut.dropped;
+    if (dropped > 0) log(`${dropped} bytes of console output were dropped because the terminal fell behind`);
+    const say = (state: 'stopped', exitCode: number, reason: string) => {
+      this.hub.setStatus({ state, backend: this.backend, exitCode, reason });
+      this.terminal?.message(`tsvmm: ${reason}`);
+      if (!this.terminal) log(reason);
+      return exitCode;
+    };
+    if (this.tail.panic !== undefined) {
+      if (!this.options.stdio) process.stderr.write(this.tail.tail().map((l) => `  | ${l}\n`).join(''));
+      return say('stopped', 1, `guest kernel panic: ${this.tail.panic}`);
+    }
+    switch (outcome.kind) {
+      case 'poweroff':
+      case 'reset':
+        return say('stopped', 0, `guest finished: ${outcome.detail}`);
+      case 'stopped': {
+        const code = this.stopSignal ? 128 + (osConstants.signals[this.stopSignal] ?? 0) : 0;
+        return say('stopped', code, this.stopCause ?? outcome.detail);
+      }
+      case 'load-error':
+        return say('stopped', outcome.exitCode ?? 2, outcome.detail);
+      case 'crash':
+        return say('stopped', 1, `guest crashed: ${outcome.detail}`);
+      case 'internal-error':
+        return say('stopped', 1, `the ${this.backend} backend failed: ${outcome.detail}`);
+    }
+  }
+}

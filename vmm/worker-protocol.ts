@@ -1,0 +1,49 @@
+// Messages and shared buffers between the main thread (vmm/run.ts) and the vCPU worker
+// (vmm/vcpu-worker.ts). Console bytes and requests travel through SharedArrayBuffers so the
+// worker can take them between two KVM_RUNs without going through its event loop.
+import type { BackendName, KickToken } from '../hypervisors/backend.ts';
+
+export interface MachineSpec {
+  backend: BackendName;
+  memBytes: number;
+  kernel: Uint8Array;
+  initrd: Uint8Array | undefined;
+  cmdline: string;
+  /** Enter the kernel in 64-bit mode where it supports that (KVM on x86_64). */
+  longMode: boolean;
+  /** ByteRing: serial output, worker → main. */
+  serialOut: SharedArrayBuffer;
+  /** ByteRing: serial input, main → worker. */
+  serialIn: SharedArrayBuffer;
+  /** Int32 words, see Control. */
+  control: SharedArrayBuffer;
+}
+
+/** Words of MachineSpec.control. The main thread sets a request bit, then kicks the vCPU. */
+export const Control = {
+  /** Word index of the request bits. */
+  requests: 0,
+  stop: 1,
+  reset: 2,
+  input: 4,
+  words: 4,
+} as const;
+
+export type OutcomeKind =
+  | 'poweroff' // the guest halted for good (HLT with interrupts off, or a power-off event)
+  | 'reset' // the guest reset itself (triple fault, i8042 reset line, reset event)
+  | 'stopped' // the VMM was asked to stop (signal, Ctrl-A x, web power-off)
+  | 'crash' // the guest reported a crash (KVM_SYSTEM_EVENT_CRASH)
+  | 'internal-error' // the backend could not go on
+  | 'load-error'; // the kernel could not be loaded (bad file, does not fit)
+
+export interface Outcome {
+  kind: OutcomeKind;
+  detail: string;
+  /** For load errors: the loader's exit code (2). */
+  exitCode?: number;
+}
+
+export type WorkerMessage =
+  | { type: 'started'; kick: KickToken; boot: string }
+  | { type: 'stopped'; outcome: Outcome };
