@@ -33,11 +33,9 @@ export async function chooseBackend(request: BackendRequest): Promise<BackendCho
   const probe = await probeKvmOffThread();
   if (request === 'kvm') {
     if (!probe.available) throw new UsageError(`--backend kvm: ${probe.reason}`);
-    if (!probe.nativeKernelMode) {
-      throw new UsageError(
-        `--backend kvm: ${probe.reason}. A Linux guest cannot boot on this KVM; use --backend interp (or auto).`);
-    }
-    return { name: 'kvm', reason: 'requested with --backend kvm', probe };
+    // Bare-metal guests still run on such a KVM, so the user's explicit choice stands, with a warning.
+    const warning = probe.nativeKernelMode ? '' : `; warning: ${probe.reason}, so a Linux guest will not boot here (use --backend interp or auto)`;
+    return { name: 'kvm', reason: `requested with --backend kvm${warning}`, probe };
   }
   if (probe.available && probe.nativeKernelMode) {
     return { name: 'kvm', reason: `KVM runs guest kernel code at hardware speed (${probe.reason})`, probe };

@@ -139,7 +139,7 @@ class RunSession {
       worker.on('message', (m: WorkerMessage) => {
         if (m.type === 'started') {
           this.kickToken = m.kick;
-          log(m.boot);
+          log(`VM running: ${m.boot}`);
           this.hub.setStatus({ state: 'running', backend: this.backend });
           // A stop requested while the machine was being built is honoured now.
           if (Atomics.load(this.control, Control.requests) !== 0) kick(m.kick);

@@ -1,0 +1,59 @@
+// Runs the real `tsvmm` command as a child process and lets a test wait for what it prints.
+// Waiting is event-driven: a promise resolves when the output matches, or the process exits.
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+export const TSVMM_BIN = fileURLToPath(new URL('../../bin/tsvmm.js', import.meta.url));
+
+export interface Exit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+export class TsvmmProcess {
+  readonly child: ChildProcessWithoutNullStreams;
+  stdout = '';
+  stderr = '';
+  readonly exited: Promise<Exit>;
+  private waiters: (() => void)[] = [];
+
+  constructor(args: string[], env: NodeJS.ProcessEnv = {}) {
+    this.child = spawn(process.execPath, [TSVMM_BIN, ...args], { env: { ...process.env, ...env } });
+    this.child.stdout.on('data', (d: Buffer) => { this.stdout += d.toString('latin1'); this.notify(); });
+    this.child.stderr.on('data', (d: Buffer) => { this.stderr += d.toString('latin1'); this.notify(); });
+    this.exited = new Promise((resolve) => {
+      this.child.on('close', (code, signal) => {
+        this.notify();
+        resolve({ code, signal, stdout: this.stdout, stderr: this.stderr });
+      });
+    });
+  }
+
+  /** Resolves once stdout (or stderr) matches; rejects if the process exits first. */
+  async waitFor(pattern: RegExp, stream: 'stdout' | 'stderr' = 'stdout'): Promise<void> {
+    let done = false;
+    void this.exited.then(() => { done = true; });
+    for (;;) {
+      if (pattern.test(this[stream])) return;
+      if (done || this.child.exitCode !== null) {
+        throw new Error(`tsvmm exited before printing ${pattern}\n--- stdout\n${this.stdout}\n--- stderr\n${this.stderr}`);
+      }
+      await new Promise<void>((r) => this.waiters.push(r));
+    }
+  }
+
+  private notify(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const r of w) r();
+  }
+}
+
+/** Runs tsvmm to completion. */
+export function runTsvmm(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Exit> {
+  const p = new TsvmmProcess(args, env);
+  p.child.stdin.end();
+  return p.exited;
+}

@@ -1,0 +1,56 @@
+// `tsvmm run` end to end on the KVM backend with bare-metal guests: console output and input,
+// and how each way of ending a guest maps to an exit code. These guests run at CPL0, which this
+// project's KVM hosts execute in KVM's emulator: slow, but fine for a few hundred instructions.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, test } from 'vitest';
+import { kvmSkipReason } from '../support/kvm-available.ts';
+import { TsvmmProcess, runTsvmm } from '../support/tsvmm-process.ts';
+import { printThenReset, pvhElf, serialEcho } from './fixtures/bare-metal-elf.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'tsvmm-lifecycle-'));
+function kernel(name: string, image: Uint8Array): string {
+  const path = join(dir, name);
+  writeFileSync(path, pvhElf(image));
+  return path;
+}
+const run = (path: string, ...extra: string[]) => ['run', '--backend', 'kvm', '--kernel', path, '--mem', '32M', ...extra];
+
+describe.skipIf(kvmSkipReason !== undefined)('tsvmm run lifecycle (KVM, bare-metal guests)', () => {
+  test('guest output reaches the terminal; an i8042 reset ends the run with exit 0', async () => {
+    const r = await runTsvmm(run(kernel('hello.elf', printThenReset('hello from the guest\n'))));
+    expect(r.stdout).toContain('hello from the guest');
+    expect(r.stderr).toMatch(/guest finished: the guest pulsed the i8042 reset line/);
+    expect(r.code).toBe(0);
+  });
+
+  test('a kernel panic banner on the console makes the run fail, showing the last lines', async () => {
+    const r = await runTsvmm(run(kernel('panic.elf', printThenReset('booting\nKernel panic - not syncing: test panic\n')), '--no-stdio'));
+    expect(r.stderr).toMatch(/guest kernel panic: Kernel panic - not syncing: test panic/);
+    expect(r.stderr).toMatch(/\| booting/);
+    expect(r.code).toBe(1);
+  });
+
+  test('terminal input reaches the guest; SIGTERM stops the VM cleanly with 128+15', async () => {
+    const p = new TsvmmProcess(run(kernel('echo.elf', serialEcho())));
+    await p.waitFor(/VM running/, 'stderr');
+    p.child.stdin.write('ping-123\n');
+    await p.waitFor(/ping-123/);
+    p.child.kill('SIGTERM');
+    const r = await p.exited;
+    expect(r.stderr).toMatch(/stopped by SIGTERM/);
+    expect(r.code).toBe(143);
+  });
+
+  test('Ctrl-A x quits with exit 0; Ctrl-A Ctrl-A sends one Ctrl-A to the guest', async () => {
+    const p = new TsvmmProcess(run(kernel('echo2.elf', serialEcho())));
+    await p.waitFor(/VM running/, 'stderr');
+    p.child.stdin.write('a\x01\x01b\n');
+    await p.waitFor(/a\x01b/);
+    p.child.stdin.write('\x01x');
+    const r = await p.exited;
+    expect(r.stderr).toMatch(/quit with Ctrl-A x/);
+    expect(r.code).toBe(0);
+  });
+});
