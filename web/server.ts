@@ -53,6 +53,8 @@ export interface WebConsoleOptions {
   inputBurstBytes?: number;
   /** Interval of the JSON keepalive pings; a viewer silent for two intervals is dropped. */
   keepaliveMs?: number;
+  /** How long a dropped viewer's socket may take to flush the close frame before it is cut off. */
+  closeGraceMs?: number;
   /** Fixed tokens (tests, or a supervisor that hands them out); random by default. */
   token?: string;
   readOnlyToken?: string;
@@ -77,6 +79,7 @@ export const DEFAULTS = {
   inputBytesPerSecond: 64 << 10,
   inputBurstBytes: 256 << 10,
   keepaliveMs: 20_000,
+  closeGraceMs: 2000,
 } as const;
 
 /** Output is sent once per event-loop turn, or sooner when this much has accumulated. */
@@ -136,6 +139,7 @@ export async function startWebConsole(options: WebConsoleOptions): Promise<WebCo
     maxQueueBytes: options.maxViewerQueueBytes ?? DEFAULTS.maxViewerQueueBytes,
     inputBytesPerSecond: options.inputBytesPerSecond ?? DEFAULTS.inputBytesPerSecond,
     inputBurstBytes: options.inputBurstBytes ?? DEFAULTS.inputBurstBytes,
+    closeGraceMs: options.closeGraceMs ?? DEFAULTS.closeGraceMs,
   };
   const tokens = new Tokens(options.token, options.readOnlyToken);
   const streams = new Map<ConsoleName, ConsoleStream>(CONSOLES.map((c) => [c, new ConsoleStream(c, options.scrollbackBytes ?? DEFAULT_SCROLLBACK_BYTES)]));
@@ -250,7 +254,7 @@ export async function startWebConsole(options: WebConsoleOptions): Promise<WebCo
   }
 
   function attach(ws: WebSocket, access: Access, name: ConsoleName, remote: string): void {
-    const v = new Viewer(nextViewerId++, ws, access, name, remote, limits, onDrop);
+    const v = new Viewer(nextViewerId++, ws, access, name, remote, limits, onDrop, log);
     ws.on('error', () => {}); // a reset connection just closes
     ws.on('close', () => {
       if (viewers.delete(v)) log(`web: viewer #${v.id} (${remote}) disconnected`);

@@ -8,13 +8,12 @@ import type { Access } from './access.ts';
 import { CloseCode, encode, type ConsoleName, type ServerMessage } from './protocol.ts';
 import { TokenBucket } from './rate-limit.ts';
 
-/** Time a dropped viewer's socket gets to flush the close frame before it is destroyed. */
-const CLOSE_GRACE_MS = 2000;
-
 export interface ViewerLimits {
   maxQueueBytes: number;
   inputBytesPerSecond: number;
   inputBurstBytes: number;
+  /** Time a dropped viewer's socket gets to flush the close frame before it is destroyed. */
+  closeGraceMs: number;
 }
 
 export class Viewer {
@@ -33,6 +32,7 @@ export class Viewer {
     readonly remote: string,
     private readonly limits: ViewerLimits,
     private readonly onDrop: (viewer: Viewer, code: number, reason: string) => void,
+    private readonly log: (line: string) => void,
   ) {
     this.console = console;
     this.input = new TokenBucket(limits.inputBytesPerSecond, limits.inputBurstBytes);
@@ -68,7 +68,10 @@ export class Viewer {
     this.closed = true;
     this.onDrop(this, code, reason);
     this.ws.close(code, reason.slice(0, 123));
-    const timer = setTimeout(() => this.ws.terminate(), CLOSE_GRACE_MS);
+    const timer = setTimeout(() => {
+      this.log(`web: viewer #${this.id} (${this.remote}) did not take the close frame within ${this.limits.closeGraceMs} ms; connection cut`);
+      this.ws.terminate();
+    }, this.limits.closeGraceMs);
     timer.unref();
     this.ws.once('close', () => clearTimeout(timer));
   }
