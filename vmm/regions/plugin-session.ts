@@ -1,0 +1,443 @@
+// The VMM's side of one plugin's control connection (docs/protocol.md): the handshake, slot and
+// memory-map replies, region and ioeventfd registration through the registry, the irqfd, and
+// the VMM's own requests (GET_REGION_IO_FDS, RESET, SHUTDOWN, CONSOLE_INPUT). Messages are
+// handled strictly in arrival order, one at a time, because some registrations wait for the
+// vCPU thread (KVM_IOEVENTFD / KVM_IRQFD). Anything malformed or out of order closes the
+// connection with the reason; the session then undoes everything the plugin registered.
+import { fstatSync, readlinkSync } from 'node:fs';
+import { ControlConnection, closeQuietly, type Message } from '../../devices/plugin-sdk/control-connection.ts';
+import { fdio } from '../../devices/plugin-sdk/native.ts';
+import {
+  BUS_MMIO, BUS_PIO, Command, COMMAND_NAMES, CONSOLE_FIXED, CONSOLE_HVC0, decodeIoeventfd, decodeIoFdsReply, decodeIoregion,
+  decodeVersion, encodeMemoryMapReply, encodeSlot, encodeVersion, Errno, ERRNO_NAMES, Flags, IOEVENTFD_SIZE, IOREGION_SIZE,
+  IoregionFlag, IoFdType, IO_FDS_FIXED, IRQFD_REPLY_SIZE, LOG_FIXED, MAX_MESSAGE_FDS, MAX_MESSAGE_SIZE, buildMessage,
+  IoeventfdFlag, PROTOCOL_MAJOR, PROTOCOL_MINOR, RAM_READABLE, RAM_WRITABLE, type IoFdEntry, type SlotInfo,
+} from '../../devices/plugin-sdk/protocol.ts';
+import type { RegionOwner, RegionRegistry, RegistryEntry } from './registry.ts';
+
+const SOCK_SEQPACKET = 5;
+const MAX_ARGSZ = 1 << 20;
+
+/** What a session needs from the VMM around it. */
+export interface SessionHost {
+  registry: RegionRegistry;
+  ram: readonly { fd: number; guestPhys: number; size: number }[];
+  reserved: readonly { start: number; size: number }[];
+  /** Backend can do KVM_IOEVENTFD / KVM_IRQFD (through `vm`); otherwise the dispatch table / `raiseIrq` stand in. */
+  vm: VmWiring | undefined;
+  raiseIrq: ((gsi: number) => void) | undefined;
+  consoleOutput(console: 'hvc0', bytes: Uint8Array): void;
+  log(line: string): void;
+}
+
+/**
+ * The hypervisor operations that must run where the Vm lives (the vCPU worker). The integrator
+ * implements these by messaging the worker; fds are process-wide, so numbers cross threads.
+ */
+export interface VmWiring {
+  assignIoeventfd(spec: { address: number; length: number; pio: boolean; datamatch?: bigint; fd: number }): Promise<void>;
+  deassignIoeventfd(spec: { address: number; length: number; pio: boolean; datamatch?: bigint; fd: number }): Promise<void>;
+  assignIrqfd(fd: number, gsi: number): Promise<void>;
+  deassignIrqfd(fd: number, gsi: number): Promise<void>;
+}
+
+interface Applied {
+  entry: RegistryEntry;
+  /** ioeventfd: the eventfd we hold. */
+  fd?: number;
+}
+
+type Pending = { command: number; resolve(m: Message): void; reject(e: Error): void };
+
+export class PluginSession {
+  readonly owner: RegionOwner;
+  private readonly conn: ControlConnection;
+  private readonly native = fdio();
+  private state: 'version' | 'active' | 'closed' = 'version';
+  private queue: Promise<void> = Promise.resolve();
+  private applied: Applied[] = [];
+  private channels = new Map<number, number>(); // socket inode -> dispatch channel id
+  private irqfd: { fd: number; watcher?: { close(): void } } | undefined;
+  private nextId = 1;
+  private pending = new Map<number, Pending>();
+  private readyResolve!: () => void;
+  private closedResolve!: (reason: string) => void;
+  /** Resolves with the reason when the connection is gone. */
+  readonly closed: Promise<string>;
+  /** Resolves when the plugin has sent READY and its GET_REGION_IO_FDS answer checked out. */
+  readonly ready: Promise<void>;
+  pluginName = '';
+  /** Set once closed. */
+  closeReason: string | undefined;
+
+  constructor(
+    fd: number,
+    private readonly slot: SlotInfo & { name: string },
+    private readonly host: SessionHost,
+    maxEntries: number,
+    private readonly onClosed: (session: PluginSession, reason: string) => void,
+  ) {
+    this.owner = {
+      name: slot.name,
+      mmio: { start: slot.mmioBase, size: slot.mmioSize },
+      pio: slot.pioSize ? { start: slot.pioBase, size: slot.pioSize } : undefined,
+      maxEntries,
+    };
+    this.ready = new Promise((resolve) => (this.readyResolve = resolve));
+    this.closed = new Promise((resolve) => (this.closedResolve = resolve));
+    this.conn = new ControlConnection(fd, {
+      message: (m) => {
+        // Replies complete the VMM's own requests; they must not wait behind the command queue
+        // (a command handler may itself be waiting for a reply).
+        if ((m.header.flags & Flags.TYPE_MASK) === Flags.TYPE_REPLY) return this.onReply(m);
+        this.queue = this.queue.then(() => this.handle(m)).catch((e: unknown) => this.close(`internal error handling a message: ${(e as Error).message}`));
+      },
+      closed: (reason) => this.teardown(reason),
+    });
+  }
+
+  /** Dispatch channels this session owns (the native failure report names a channel). */
+  ownsChannel(channel: number): boolean {
+    return [...this.channels.values()].includes(channel);
+  }
+
+  close(reason: string): void {
+    this.conn.close(reason);
+  }
+
+  consoleInput(bytes: Uint8Array): void {
+    if (this.state !== 'active') return;
+    for (let off = 0; off < bytes.length; off += 4096) {
+      const chunk = bytes.subarray(off, off + 4096);
+      const p = new Uint8Array(CONSOLE_FIXED + chunk.length);
+      new DataView(p.buffer).setUint32(0, CONSOLE_HVC0, true);
+      p.set(chunk, CONSOLE_FIXED);
+      this.conn.send(buildMessage(this.nextId++ & 0xffff, Command.CONSOLE_INPUT, Flags.TYPE_COMMAND, p, { noReply: true }));
+    }
+  }
+
+  /** Ask the plugin to reset its device; resolves when it has. */
+  async reset(): Promise<void> {
+    await this.request(Command.RESET, new Uint8Array(0));
+  }
+
+  /** Ask the plugin to finish (flush) and exit; resolves when it acknowledged. */
+  async shutdown(): Promise<void> {
+    await this.request(Command.SHUTDOWN, new Uint8Array(0));
+  }
+
+  private request(command: number, payload: Uint8Array): Promise<Message> {
+    if (this.state !== 'active') return Promise.reject(new Error(`${this.slot.name} is not connected`));
+    const id = this.nextId++ & 0xffff;
+    return new Promise<Message>((resolve, reject) => {
+      this.pending.set(id, { command, resolve, reject });
+      this.conn.send(buildMessage(id, command, Flags.TYPE_COMMAND, payload));
+    }).then((m) => {
+      if (m.header.flags & Flags.ERROR) throw new Error(`${this.slot.name} refused ${COMMAND_NAMES[command]}: ${ERRNO_NAMES[m.header.error] ?? m.header.error}`);
+      return m;
+    });
+  }
+
+  private async handle(m: Message): Promise<void> {
+    if (this.state === 'closed') {
+      m.fds.forEach(closeQuietly);
+      return;
+    }
+    const { header } = m;
+    if (this.state === 'version' && header.command !== Command.VERSION) {
+      m.fds.forEach(closeQuietly);
+      return this.close(`protocol violation: ${COMMAND_NAMES[header.command] ?? `command ${header.command}`} before VERSION`);
+    }
+    switch (header.command) {
+      case Command.VERSION: return this.onVersion(m);
+      case Command.GET_SLOT: return void (this.expectSize(m, 0) && this.reply(m, encodeSlot(this.slot)));
+      case Command.GET_MEMORY_MAP: return this.onMemoryMap(m);
+      case Command.GET_IRQFD: return this.expectSize(m, 0) ? this.onIrqfd(m) : undefined;
+      case Command.REGISTER_REGION: return this.onRegion(m);
+      case Command.REGISTER_IOEVENTFD: return this.onIoeventfd(m);
+      case Command.READY: return void (this.expectSize(m, 0) && this.onReady(m));
+      case Command.LOG: return this.onLog(m);
+      case Command.CONSOLE_WRITE: return this.onConsoleWrite(m);
+      case Command.GET_REGION_IO_FDS: case Command.RESET: case Command.SHUTDOWN: case Command.CONSOLE_INPUT:
+        m.fds.forEach(closeQuietly);
+        return this.close(`protocol violation: ${COMMAND_NAMES[header.command]} is sent by the VMM, not by plugins`);
+      default:
+        m.fds.forEach(closeQuietly);
+        this.replyError(m, Errno.ENOSYS);
+    }
+  }
+
+  private onReply(m: Message): void {
+    m.fds.forEach(closeQuietly);
+    if (this.state === 'closed') return;
+    const p = this.pending.get(m.header.id);
+    if (!p) return this.close(`protocol violation: reply ${m.header.id} to a request the VMM did not send`);
+    if (m.header.command !== p.command) return this.close(`protocol violation: reply ${m.header.id} is for command ${m.header.command}, the request was ${COMMAND_NAMES[p.command]}`);
+    this.pending.delete(m.header.id);
+    p.resolve(m);
+  }
+
+  /** Commands that carry no fds and a fixed payload: anything else is malformed. */
+  private expectSize(m: Message, size: number, fds = 0): boolean {
+    if (m.payload.length === size && m.fds.length === fds) return true;
+    m.fds.forEach(closeQuietly);
+    this.close(`malformed ${COMMAND_NAMES[m.header.command]}: ${m.payload.length} payload bytes and ${m.fds.length} fds, expected ${size} and ${fds}`);
+    return false;
+  }
+
+  private reply(m: Message, payload: Uint8Array, fds: readonly number[] = []): void {
+    if (m.header.flags & Flags.NO_REPLY) return;
+    this.conn.send(buildMessage(m.header.id, m.header.command, Flags.TYPE_REPLY, payload, { fds: fds.length }), fds);
+  }
+
+  private replyError(m: Message, errno: number, why?: string): void {
+    if (why) this.host.log(`${this.slot.name}: ${COMMAND_NAMES[m.header.command] ?? m.header.command} refused with ${ERRNO_NAMES[errno]}: ${why}`);
+    if (m.header.flags & Flags.NO_REPLY) return;
+    this.conn.send(buildMessage(m.header.id, m.header.command, Flags.TYPE_REPLY, new Uint8Array(0), { error: errno }));
+  }
+
+  private onVersion(m: Message): void {
+    if (this.state !== 'version') {
+      m.fds.forEach(closeQuietly);
+      return this.close('protocol violation: a second VERSION');
+    }
+    if (m.fds.length) {
+      m.fds.forEach(closeQuietly);
+      return this.close('malformed VERSION: it carries fds');
+    }
+    const v = decodeVersion(m.payload);
+    if (typeof v === 'string') return this.close(`malformed VERSION: ${v}`);
+    if (v.major !== PROTOCOL_MAJOR) {
+      this.replyError(m, Errno.EPROTO);
+      return this.close(`plugin speaks protocol ${v.major}.${v.minor}; this VMM speaks ${PROTOCOL_MAJOR}.x`);
+    }
+    this.pluginName = typeof v.caps.name === 'string' ? v.caps.name.slice(0, 64) : '';
+    this.state = 'active';
+    this.reply(m, encodeVersion({
+      major: PROTOCOL_MAJOR,
+      minor: Math.min(v.minor, PROTOCOL_MINOR),
+      caps: {
+        max_msg_fds: MAX_MESSAGE_FDS,
+        max_msg_size: MAX_MESSAGE_SIZE,
+        max_regions: this.owner.maxEntries,
+        ioeventfd_in_kernel: this.host.vm !== undefined,
+        irqfd_in_kernel: this.host.vm !== undefined,
+      },
+    }));
+  }
+
+  private onMemoryMap(m: Message): void {
+    if (!this.expectSize(m, 8)) return;
+    const d = new DataView(m.payload.buffer, m.payload.byteOffset, 8);
+    const argsz = d.getUint32(0, true);
+    if (d.getUint32(4, true) !== 0 || argsz < 16 || argsz > MAX_ARGSZ) return this.replyError(m, Errno.EINVAL, `argsz ${argsz} / flags`);
+    const ram = this.host.ram.map((r, i) => ({ guestPhys: r.guestPhys, size: r.size, fdOffset: 0, fdIndex: i, flags: RAM_READABLE | RAM_WRITABLE }));
+    const { payload, full } = encodeMemoryMapReply(ram, this.host.reserved, argsz);
+    this.reply(m, payload, full ? this.host.ram.map((r) => r.fd) : []);
+  }
+
+  private async onIrqfd(m: Message): Promise<void> {
+    if (!this.irqfd) {
+      const fd = this.native.eventfd(0, true);
+      this.irqfd = { fd };
+      try {
+        if (this.host.vm) {
+          await this.host.vm.assignIrqfd(fd, this.slot.irq);
+        } else if (this.host.raiseIrq) {
+          const raise = this.host.raiseIrq;
+          const w = new this.native.Watcher(fd, () => {
+            if (this.native.eventfdRead(fd) > 0) raise(this.slot.irq);
+          });
+          w.start(1);
+          this.irqfd.watcher = w;
+        } else {
+          throw new Error('this VMM has no way to deliver plugin interrupts');
+        }
+      } catch (e) {
+        closeQuietly(fd);
+        this.irqfd = undefined;
+        return this.replyError(m, Errno.EIO, (e as Error).message);
+      }
+    }
+    const p = new Uint8Array(IRQFD_REPLY_SIZE);
+    new DataView(p.buffer).setUint32(0, this.slot.irq, true);
+    this.reply(m, p, [this.irqfd.fd]);
+  }
+
+  private async onRegion(m: Message): Promise<void> {
+    if (m.payload.length !== IOREGION_SIZE || m.fds.length > 2) {
+      m.fds.forEach(closeQuietly);
+      return this.close(`malformed REGISTER_REGION: ${m.payload.length} bytes and ${m.fds.length} fds (64 bytes and at most 2 fds)`);
+    }
+    const r = decodeIoregion(m.payload);
+    const fds = m.fds;
+    const done = (errno: number, why?: string) => {
+      fds.forEach(closeQuietly);
+      if (errno) this.replyError(m, errno, why);
+      else this.reply(m, new Uint8Array(0));
+    };
+    if (m.payload.subarray(36).some((b) => b !== 0)) return done(Errno.EINVAL, 'pad bytes are not zero');
+    if (r.flags & IoregionFlag.DEASSIGN) {
+      const res = this.host.registry.ioregion(this.owner, r);
+      if (!res.ok) return done(res.errno, res.message);
+      this.native.ioregionRemove(res.value.id);
+      this.applied = this.applied.filter((a) => a.entry !== res.value);
+      return done(0);
+    }
+    // The VMM writes commands to write_fd and reads responses from read_fd; tsvmm needs both to
+    // be the same SOCK_SEQPACKET socket (doorbells use only write_fd).
+    const isDoorbell = r.memorySize === 0n;
+    const wfd = fds[r.writeFd];
+    if (r.writeFd < 0 || wfd === undefined) return done(Errno.EBADF, `write_fd index ${r.writeFd} names none of the ${fds.length} fds sent`);
+    if (!isDoorbell && r.readFd !== r.writeFd) return done(Errno.EINVAL, 'read_fd and write_fd must be the same SOCK_SEQPACKET socket');
+    if (this.native.socketType(wfd) !== SOCK_SEQPACKET) return done(Errno.EINVAL, 'the region fd is not a SOCK_SEQPACKET socket');
+    const res = this.host.registry.ioregion(this.owner, r);
+    if (!res.ok) return done(res.errno, res.message);
+    const entry = res.value;
+    const ino = fstatSync(wfd).ino;
+    let channel = this.channels.get(ino);
+    if (channel === undefined) {
+      channel = this.native.ioregionOpenChannel(wfd); // takes ownership of this fd
+      this.channels.set(ino, channel);
+      fds.splice(fds.indexOf(wfd), 1);
+    }
+    this.native.ioregionAdd(entry.id, entry.bus === 'pio' ? BUS_PIO : BUS_MMIO, entry.start, entry.size, entry.userData,
+      entry.posted ? IoregionFlag.POSTED_WRITES : 0, channel);
+    this.applied.push({ entry });
+    done(0);
+  }
+
+  private async onIoeventfd(m: Message): Promise<void> {
+    if (m.payload.length !== IOEVENTFD_SIZE || m.fds.length > 1) {
+      m.fds.forEach(closeQuietly);
+      return this.close(`malformed REGISTER_IOEVENTFD: ${m.payload.length} bytes and ${m.fds.length} fds (64 bytes and at most 1 fd)`);
+    }
+    const r = decodeIoeventfd(m.payload);
+    const fds = m.fds;
+    const done = (errno: number, why?: string) => {
+      fds.forEach(closeQuietly);
+      if (errno) this.replyError(m, errno, why);
+      else this.reply(m, new Uint8Array(0));
+    };
+    if (m.payload.subarray(28).some((b) => b !== 0)) return done(Errno.EINVAL, 'pad bytes are not zero');
+    const res = this.host.registry.ioeventfd(this.owner, r);
+    if (!res.ok) return done(res.errno, res.message);
+    const entry = res.value;
+    const spec = (fd: number) => ({ address: entry.start, length: entry.size, pio: entry.bus === 'pio', datamatch: entry.datamatch, fd });
+    if (r.flags & IoeventfdFlag.DEASSIGN) {
+      const a = this.applied.find((x) => x.entry === entry);
+      this.applied = this.applied.filter((x) => x !== a);
+      if (a?.fd !== undefined) await this.releaseIoeventfd(entry, a.fd);
+      return done(0);
+    }
+    const fd = fds[r.fd];
+    if (r.fd < 0 || fd === undefined || !isEventfd(fd)) {
+      this.host.registry.remove(entry);
+      return done(fd === undefined ? Errno.EBADF : Errno.EINVAL, fd === undefined ? `fd index ${r.fd} names none of the ${fds.length} fds sent` : 'the ioeventfd fd is not an eventfd');
+    }
+    try {
+      if (this.host.vm) await this.host.vm.assignIoeventfd(spec(fd));
+      else this.native.ioeventfdAdd(entry.id, entry.bus === 'pio' ? BUS_PIO : BUS_MMIO, entry.start, entry.size, fd, entry.datamatch);
+    } catch (e) {
+      this.host.registry.remove(entry);
+      return done((e as { code?: string }).code === 'EEXIST' ? Errno.EEXIST : Errno.EINVAL, (e as Error).message);
+    }
+    fds.splice(fds.indexOf(fd), 1);
+    this.applied.push({ entry, fd });
+    done(0);
+  }
+
+  private async releaseIoeventfd(entry: RegistryEntry, fd: number): Promise<void> {
+    if (this.host.vm) {
+      const datamatch = entry.kind === 'ioeventfd' ? entry.datamatch : undefined;
+      await this.host.vm.deassignIoeventfd({ address: entry.start, length: entry.size, pio: entry.bus === 'pio', datamatch, fd })
+        .catch((e: unknown) => this.host.log(`${this.slot.name}: deassigning an ioeventfd failed: ${(e as Error).message}`));
+    } else {
+      this.native.ioeventfdRemove(entry.id);
+    }
+    closeQuietly(fd);
+  }
+
+  private onReady(m: Message): void {
+    this.reply(m, new Uint8Array(0));
+    void this.checkIoFds();
+  }
+
+  private async checkIoFds(): Promise<void> {
+    // Cross-check the plugin's own description of its slot (vfio-user's GET_REGION_IO_FDS,
+    // argsz rule: ask with the fixed size, learn the full size, ask again).
+    try {
+      const probe = await this.ioFds(IO_FDS_FIXED);
+      const full = probe.count === 0 ? probe : await this.ioFds(probe.argsz);
+      const mine = this.host.registry.list(this.owner);
+      for (const e of full.entries) {
+        const base = e.flags & IoregionFlag.PIO ? this.slot.pioBase : this.slot.mmioBase;
+        const kind = e.type === IoFdType.IOREGIONFD ? 'ioregion' : 'ioeventfd';
+        const found = mine.some((x) => x.kind === kind && x.start === base + Number(e.offset) && x.size === Number(e.size));
+        if (!found) this.host.log(`${this.slot.name}: plugin describes a ${kind} at +0x${e.offset.toString(16)} that it never registered`);
+      }
+    } catch (e) {
+      if (this.state === 'closed') return;
+      return this.close(`GET_REGION_IO_FDS failed: ${(e as Error).message}`);
+    }
+    this.readyResolve();
+  }
+
+  private async ioFds(argsz: number): Promise<{ argsz: number; count: number; entries: IoFdEntry[] }> {
+    const req = new Uint8Array(16);
+    new DataView(req.buffer).setUint32(0, argsz, true);
+    const m = await this.request(Command.GET_REGION_IO_FDS, req);
+    const r = decodeIoFdsReply(m.payload);
+    if (typeof r === 'string') throw new Error(r);
+    return r;
+  }
+
+  private onLog(m: Message): void {
+    m.fds.forEach(closeQuietly);
+    if (m.payload.length < LOG_FIXED) return this.close('malformed LOG: shorter than 8 bytes');
+    const text = new TextDecoder().decode(m.payload.subarray(LOG_FIXED)).replace(/[\x00-\x08\x0b-\x1f\x7f]/g, '?').slice(0, 4096);
+    this.host.log(`${this.slot.name}: ${text}`);
+  }
+
+  private onConsoleWrite(m: Message): void {
+    m.fds.forEach(closeQuietly);
+    if (m.payload.length < CONSOLE_FIXED) return this.close('malformed CONSOLE_WRITE: shorter than 8 bytes');
+    const console = new DataView(m.payload.buffer, m.payload.byteOffset, 4).getUint32(0, true);
+    if (console !== CONSOLE_HVC0) return this.replyError(m, Errno.EINVAL, `unknown console ${console}`);
+    this.host.consoleOutput('hvc0', m.payload.subarray(CONSOLE_FIXED));
+  }
+
+  /** Undo everything this plugin registered; its slot's accesses then read all-ones. */
+  private teardown(reason: string): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.closeReason = reason;
+    for (const p of this.pending.values()) p.reject(new Error(`connection closed: ${reason}`));
+    this.pending.clear();
+    for (const e of this.host.registry.removeOwner(this.owner)) {
+      const a = this.applied.find((x) => x.entry === e);
+      if (e.kind === 'ioregion') this.native.ioregionRemove(e.id);
+      else if (a?.fd !== undefined) void this.releaseIoeventfd(e, a.fd);
+    }
+    this.applied = [];
+    for (const ch of this.channels.values()) this.native.ioregionCloseChannel(ch);
+    this.channels.clear();
+    if (this.irqfd) {
+      const { fd, watcher } = this.irqfd;
+      watcher?.close();
+      if (this.host.vm) void this.host.vm.deassignIrqfd(fd, this.slot.irq).catch(() => undefined).finally(() => closeQuietly(fd));
+      else closeQuietly(fd);
+      this.irqfd = undefined;
+    }
+    this.onClosed(this, reason);
+    this.closedResolve(reason);
+  }
+}
+
+function isEventfd(fd: number): boolean {
+  try {
+    return readlinkSync(`/proc/self/fd/${fd}`) === 'anon_inode:[eventfd]';
+  } catch {
+    return false;
+  }
+}
