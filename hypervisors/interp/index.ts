@@ -1,0 +1,206 @@
+// The interpreter backend: hypervisors/backend.ts implemented by a TypeScript i386 CPU.
+//
+//   const hv = openInterp();
+//   const vm = hv.createVm({ ram: [{ guestPhys: 0, size: 64 << 20 }], ... });
+//   const vcpu = vm.createVcpu(0);
+//   vcpu.setSregs(...); vcpu.setRegs(...);
+//   for (;;) switch (vcpu.run()) { ... }
+//
+// Guest RAM is one SharedArrayBuffer covering 0..top of RAM (so other threads can map it);
+// RamRegion.fd is -1 until RAM comes from a memfd (the native addon would have to map it).
+// I/O and MMIO reads exit first and the instruction is re-executed with exit.data on the
+// next run(); writes complete and then exit.
+
+import {
+  ExitReason, type Capabilities, type CpuidEntry, type Hypervisor, type IoeventfdSpec, type KickToken, type RamRegion,
+  type Regs, type Segment, type Sregs, type Vcpu, type VcpuExit, type Vm, type VmConfig,
+} from '../backend.ts';
+import { Cpu, EXIT_IO, EXIT_MMIO } from './cpu.ts';
+import { Executor, type InterruptSource } from './exec.ts';
+import { setSegCache } from './protmode.ts';
+import { SEG_NAMES } from './state.ts';
+
+export { Cpu } from './cpu.ts';
+export { Executor } from './exec.ts';
+
+const CAPABILITIES: Capabilities = { irqchip: false, ioeventfd: false, irqfd: false, nativeKernelMode: false };
+
+/** The CPU the interpreter presents: a family-6 part without FPU, with TSC, MSR, CX8, PSE and CMOV. */
+export function defaultCpuid(): CpuidEntry[] {
+  const s = (t: string): number => t.charCodeAt(0) | (t.charCodeAt(1) << 8) | (t.charCodeAt(2) << 16) | (t.charCodeAt(3) << 24);
+  const PSE = 1 << 3, TSC = 1 << 4, MSR = 1 << 5, CX8 = 1 << 8, CMOV = 1 << 15;
+  return [
+    { function: 0, index: 0, flags: 0, eax: 1, ebx: s('Genu'), ecx: s('ntel'), edx: s('ineI') },
+    { function: 1, index: 0, flags: 0, eax: 0x633, ebx: 0, ecx: 0, edx: PSE | TSC | MSR | CX8 | CMOV },
+    { function: 0x80000000, index: 0, flags: 0, eax: 0x80000000 | 0, ebx: 0, ecx: 0, edx: 0 },
+  ];
+}
+
+export function openInterp(): Hypervisor {
+  return {
+    name: 'interp',
+    capabilities: CAPABILITIES,
+    supportedCpuid: defaultCpuid,
+    createVm: (config) => new InterpVm(config),
+  };
+}
+
+export class InterpVm implements Vm {
+  readonly ram: readonly RamRegion[];
+  readonly memory: SharedArrayBuffer;
+  private readonly vcpus: InterpVcpu[] = [];
+  /** Where setIrqLine goes; the platform interrupt controller (PIC) attaches here. */
+  irqHandler: ((gsi: number, level: boolean) => void) | null = null;
+
+  constructor(config: VmConfig) {
+    let top = 0;
+    for (const r of config.ram) {
+      if (r.guestPhys + r.size > 0xc000_0000) {
+        throw new Error(`interpreter backend: RAM region at 0x${r.guestPhys.toString(16)} (+${r.size}) lies above 3 GiB; ` +
+          'the i386 interpreter has no PAE. Give the guest at most 3 GiB of RAM.');
+      }
+      top = Math.max(top, r.guestPhys + r.size);
+    }
+    top = Math.ceil(top / 4096) * 4096;
+    this.memory = new SharedArrayBuffer(top);
+    this.ram = config.ram.map((r) => ({ guestPhys: r.guestPhys, size: r.size, fd: -1, bytes: new Uint8Array(this.memory, r.guestPhys, r.size) }));
+  }
+
+  createVcpu(id: number): InterpVcpu {
+    if (this.vcpus.length > 0) throw new Error('interpreter backend: one vCPU per VM (SMP is not implemented)');
+    const v = new InterpVcpu(id, this.memory);
+    this.vcpus.push(v);
+    return v;
+  }
+
+  setIrqLine(gsi: number, level: boolean): void {
+    if (this.irqHandler === null) {
+      throw new Error('interpreter backend: no interrupt controller attached (attach a PIC with vm.irqHandler)');
+    }
+    this.irqHandler(gsi, level);
+  }
+
+  assignIoeventfd(_spec: IoeventfdSpec): void { throw new Error('interpreter backend: ioeventfd is not supported (capabilities.ioeventfd is false)'); }
+  deassignIoeventfd(_spec: IoeventfdSpec): void { throw new Error('interpreter backend: ioeventfd is not supported'); }
+  assignIrqfd(_fd: number, _gsi: number): void { throw new Error('interpreter backend: irqfd is not supported (capabilities.irqfd is false)'); }
+  deassignIrqfd(_fd: number, _gsi: number): void { throw new Error('interpreter backend: irqfd is not supported'); }
+  destroy(): void { this.vcpus.length = 0; }
+}
+
+function toSeg(c: Cpu, n: number): Segment {
+  const a = c.segAttr[n];
+  return {
+    base: BigInt(c.segBase[n] >>> 0), limit: c.segLimit[n] >>> 0, selector: c.segSel[n],
+    type: a & 0xf, s: (a & 0x10) !== 0, dpl: (a >> 5) & 3, present: (a & 0x80) !== 0,
+    avl: (a & 0x1000) !== 0, l: (a & 0x2000) !== 0, db: (a & 0x4000) !== 0, g: (a & 0x8000) !== 0,
+    unusable: (a & 0x10000) !== 0,
+  };
+}
+
+function fromSeg(c: Cpu, n: number, s: Segment): void {
+  const attr = (s.type & 0xf) | (s.s ? 0x10 : 0) | ((s.dpl & 3) << 5) | (s.present ? 0x80 : 0) | (s.avl ? 0x1000 : 0) |
+    (s.l ? 0x2000 : 0) | (s.db ? 0x4000 : 0) | (s.g ? 0x8000 : 0) | (s.unusable ? 0x10000 : 0);
+  setSegCache(c, n, s.selector & 0xffff, Number(s.base & 0xffffffffn) | 0, s.limit | 0, attr);
+}
+
+const u32 = (v: bigint): number => Number(v & 0xffffffffn) | 0;
+
+export class InterpVcpu implements Vcpu {
+  readonly cpu = new Cpu();
+  readonly executor: Executor;
+  readonly exit: VcpuExit;
+  private readonly control = new SharedArrayBuffer(4);
+  private readonly dataViews: Uint8Array[] = [];
+  private lastWasRead = false;
+
+  constructor(readonly id: number, memory: SharedArrayBuffer) {
+    this.cpu.attachMemory(memory as unknown as ArrayBuffer);
+    this.executor = new Executor(this.cpu, this.control);
+    for (let n = 0; n <= 8; n++) this.dataViews.push(this.cpu.exitData.subarray(0, n));
+    this.exit = { address: 0, size: 0, count: 1, write: false, data: this.dataViews[0], detail: '', systemEvent: 0 };
+    this.setCpuid(defaultCpuid());
+    this.cpu.msrs.set(0x1b, 0n); // IA32_APIC_BASE: no APIC
+    this.cpu.msrs.set(0x8b, 0n); // microcode revision
+    for (const m of [0x174, 0x175, 0x176]) this.cpu.msrs.set(m, 0n); // SYSENTER (not advertised)
+  }
+
+  /** Wire the platform interrupt controller: `intr` follows its INT output, `ack` returns the vector. */
+  setInterruptSource(source: InterruptSource): void { this.executor.irqSource = source; }
+  setIntr(level: boolean): void { this.executor.intr = level; }
+
+  getRegs(): Regs {
+    const r = this.cpu.r, c = this.cpu;
+    const b = (v: number): bigint => BigInt(v >>> 0);
+    return {
+      rax: b(r[0]), rcx: b(r[1]), rdx: b(r[2]), rbx: b(r[3]), rsp: b(r[4]), rbp: b(r[5]), rsi: b(r[6]), rdi: b(r[7]),
+      r8: 0n, r9: 0n, r10: 0n, r11: 0n, r12: 0n, r13: 0n, r14: 0n, r15: 0n,
+      rip: b(c.eip), rflags: b(c.getFlags()),
+    };
+  }
+
+  setRegs(regs: Regs): void {
+    const r = this.cpu.r, c = this.cpu;
+    r[0] = u32(regs.rax); r[1] = u32(regs.rcx); r[2] = u32(regs.rdx); r[3] = u32(regs.rbx);
+    r[4] = u32(regs.rsp); r[5] = u32(regs.rbp); r[6] = u32(regs.rsi); r[7] = u32(regs.rdi);
+    c.eip = u32(regs.rip);
+    c.lazy = 0;
+    c.eflags = (u32(regs.rflags) | 2) & ~0x8028;
+  }
+
+  getSregs(): Sregs {
+    const c = this.cpu;
+    const [es, cs, ss, ds, fs, gs] = [0, 1, 2, 3, 4, 5].map((n) => toSeg(c, n));
+    return {
+      es: es!, cs: cs!, ss: ss!, ds: ds!, fs: fs!, gs: gs!, tr: toSeg(c, 6), ldt: toSeg(c, 7),
+      gdt: { base: BigInt(c.gdtBase >>> 0), limit: c.gdtLimit }, idt: { base: BigInt(c.idtBase >>> 0), limit: c.idtLimit },
+      cr0: BigInt(c.cr0 >>> 0), cr2: BigInt(c.cr2 >>> 0), cr3: BigInt(c.cr3 >>> 0), cr4: BigInt(c.cr4 >>> 0), cr8: 0n,
+      efer: BigInt(c.efer), apicBase: 0n,
+    };
+  }
+
+  setSregs(s: Sregs): void {
+    const c = this.cpu;
+    if ((s.efer & 0x500n) !== 0n) throw new Error('interpreter backend: long mode (EFER.LME/LMA) is not supported; it is an i386 CPU');
+    if ((s.cr4 & 0x20n) !== 0n) throw new Error('interpreter backend: PAE paging is not supported');
+    const segs = [s.es, s.cs, s.ss, s.ds, s.fs, s.gs];
+    segs.forEach((seg, n) => fromSeg(c, n, seg));
+    fromSeg(c, 6, s.tr); fromSeg(c, 7, s.ldt);
+    c.gdtBase = u32(s.gdt.base); c.gdtLimit = s.gdt.limit & 0xffff;
+    c.idtBase = u32(s.idt.base); c.idtLimit = s.idt.limit & 0xffff;
+    c.cr0 = u32(s.cr0) | 0x10; c.cr2 = u32(s.cr2); c.cr3 = u32(s.cr3); c.cr4 = u32(s.cr4);
+    c.efer = Number(s.efer & 0xffffffffn);
+    c.setCpl(s.ss.dpl & 3);
+    c.flushTlb();
+    void SEG_NAMES;
+  }
+
+  setCpuid(entries: readonly CpuidEntry[]): void {
+    const m = this.cpu.cpuid;
+    m.clear();
+    for (const e of entries) {
+      const key = (e.function >>> 0) * 1024 + ((e.flags & 1) !== 0 ? e.index & 0xff : 512);
+      m.set(key, [e.eax | 0, e.ebx | 0, e.ecx | 0, e.edx | 0]);
+    }
+  }
+
+  /** The VMM changed guest memory directly (loaded a kernel...): drop decoded code. */
+  invalidateCode(): void { this.executor.flushCode(); }
+
+  run(): ExitReason {
+    const c = this.cpu;
+    if (this.lastWasRead) { c.replay = true; c.replayAddr = this.exit.address; this.lastWasRead = false; }
+    const reason = this.executor.run();
+    c.replay = false;
+    const x = this.exit;
+    if (reason === EXIT_IO || reason === EXIT_MMIO) {
+      x.address = c.exitPort; x.size = c.exitSize; x.count = c.exitCount; x.write = c.exitWrite;
+      x.data = this.dataViews[c.exitSize * c.exitCount] ?? c.exitData.subarray(0, c.exitSize * c.exitCount);
+      this.lastWasRead = !c.exitWrite;
+    } else if (reason === ExitReason.InternalError || reason === ExitReason.Shutdown) {
+      x.detail = c.exitDetail;
+    }
+    return reason as ExitReason;
+  }
+
+  kickToken(): KickToken { return { backend: 'interp', control: this.control }; }
+}
