@@ -29,7 +29,7 @@ export async function waitForLine(page: Page, line: string | RegExp, timeout = 3
   await page.waitForFunction(
     (p) => {
       const re = 'r' in p ? new RegExp(p.r as string, p.f as string) : undefined;
-      return [...document.querySelectorAll('.xterm-rows > div')].some((row) => {
+      return Array.from(document.querySelectorAll('.xterm-rows > div')).some((row) => {
         const text = (row.textContent ?? '').replace(/\u00a0/g, ' ').trim();
         return re ? re.test(text) : text === p.s;
       });
