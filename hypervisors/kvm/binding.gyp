@@ -1,0 +1,27 @@
+{
+  # Built by `npm install` (package.json "install": node-gyp rebuild --directory hypervisors/kvm).
+  # Uses the system's <linux/kvm.h>; no prebuilt binaries.
+  "targets": [
+    {
+      "target_name": "tsvmm_kvm",
+      "sources": [
+        "src/addon.cc",
+        "src/errors.cc",
+        "src/mappings.cc",
+        "src/memory.cc",
+        "src/eventfd.cc",
+        "src/kick.cc",
+        "src/system.cc",
+        "src/vm.cc",
+        "src/vcpu.cc"
+      ],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
+      "cflags_cc!": ["-fno-exceptions"],
+      "cflags_cc": ["-std=c++17", "-fexceptions", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      "conditions": [
+        ["OS!='linux'", { "type": "none" }]
+      ]
+    }
+  ]
+}
