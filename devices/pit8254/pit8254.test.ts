@@ -3,6 +3,7 @@
 import { describe, expect, test } from 'vitest';
 import type { IrqLine } from '../device.ts';
 import { InstructionClock, ManualClock } from '../clock.ts';
+import { PicPair } from '../pic8259/pic8259.ts';
 import { PIT_HZ, Pit8254, nsForTicks, ticksIn } from './pit8254.ts';
 
 class IrqRecorder implements IrqLine {
@@ -270,5 +271,33 @@ describe('Pit8254 channel 2 and port 0x61 (TSC calibration)', () => {
     const a = inb(0x61) & 0x10;
     clock.advance(15_085);
     expect(inb(0x61) & 0x10).toBe(a ^ 0x10);
+  });
+});
+
+describe('Pit8254 through the real 8259 pair', () => {
+  test('every period of a mode 2 tick reaches the CPU as vector 0x30 once it is EOIed', () => {
+    const pic = new PicPair();
+    const clock = new ManualClock();
+    const pit = new Pit8254({ clock, irq: pic.irqLine(0) });
+    // Linux: init the PIC pair, unmask IRQ 0, then program the periodic tick.
+    for (const [port, v] of [[0x20, 0x11], [0x21, 0x30], [0x21, 0x04], [0x21, 0x01], [0xa0, 0x11], [0xa1, 0x38], [0xa1, 0x02], [0xa1, 0x01], [0x21, 0xfe], [0xa1, 0xff]] as const) {
+      pic.pioWrite(port, 1, v);
+    }
+    pit.pioWrite(0x43, 1, 0x34);
+    pit.pioWrite(0x40, 1, LATCH_HZ100 & 0xff);
+    pit.pioWrite(0x40, 1, LATCH_HZ100 >> 8);
+    expect(pic.hasInterrupt()).toBe(false); // OUT0 stayed high: no edge until the first period ends
+    let ticks = 0;
+    for (let k = 0; k < 50; k++) {
+      clock.set(pit.nextDeadlineNs());
+      pit.update();
+      expect(pic.hasInterrupt()).toBe(true);
+      expect(pic.acknowledge()).toBe(0x30);
+      pic.pioWrite(0x20, 1, 0x60); // specific EOI, IRQ 0
+      ticks++;
+    }
+    expect(ticks).toBe(50);
+    expect(clock.nowNs()).toBe(nsForTicks(50 * LATCH_HZ100));
+    expect(pic.hasInterrupt()).toBe(false);
   });
 });
