@@ -2,19 +2,21 @@
 //
 // Transmission is instantaneous: a byte written to THR goes straight to `output`, so THR and
 // the transmitter are always empty (LSR.THRE and LSR.TEMT stay set) and the vCPU never waits.
-// Reception is paced by the guest: host input waits in a host-side queue and
-// moves into the 16-byte RX FIFO only as the FIFO has room, so pasted text is never overrun.
+// Reception is paced by the guest: host input waits in a host-side queue and moves into the
+// 16-byte RX FIFO only as the FIFO has room, so pasted text is never overrun.
 //
 // Behaviour follows the PC16550D datasheet where Linux's 8250 driver looks at it:
 // - autoconfig: IER bits 0-3 read back, bits 4-7 read 0; MCR loopback mirrors MCR bits into
 //   MSR (RTS->CTS, DTR->DSR, OUT1->RI, OUT2->DCD); FCR bit 0 makes IIR bits 6-7 read 11, which
 //   is what identifies a 16550A (a 16550 without working FIFOs reads 10).
 // - THRE interrupt: pending when THR becomes empty, or when IER.THRI is turned on while THR is
-//   empty (not in the datasheet, but every PC UART does it and the driver's startup "THRE test"
-//   counts on it); cleared by an IIR read that reports it or by a THR write.
+//   empty (Linux: "real 16550s should always reassert this interrupt whenever the transmitter
+//   is idle and the interrupt is enabled", which its startup "THRE test" checks); cleared by an
+//   IIR read that reports it or by a THR write.
 // - RX interrupts: "data available" once the FIFO holds the trigger level; below it the
 //   character-timeout interrupt fires at once (a real chip waits four character times, which
-//   for an instantaneous line means now). Both clear when the FIFO is read below the level.
+//   for an instantaneous line means now). Reading below the level turns the first into the
+//   second; an empty FIFO ends both.
 // - The IRQ pin is gated by MCR.OUT2 as on a PC, and loopback forces OUT2 inactive.
 
 import type { IrqLine, PioDevice } from '../device.ts';
