@@ -1,0 +1,149 @@
+// Web console benchmark: keystroke-to-echo latency through the WebSocket against the echo path
+// without it, and console throughput with 0, 1 and 4 viewers (each its own process, like browser
+// tabs) — everything delivered and verified, and what the viewers cost the producer.
+//
+// Until tsvmm boots a guest, the "guest" is a real host process: an interactive sh on a pty
+// (via script(1)) for echo, and `yes | head -c` for bulk output, fed through a real ConsoleHub.
+//
+//   npx tsx bench/web/run.ts [--keys 200] [--mib 32] [--runs 3]
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import { cpus } from 'node:os';
+import { createInterface } from 'node:readline';
+import { parseArgs } from 'node:util';
+import { ConsoleHub } from '../../vmm/console-hub.ts';
+import { startWebConsole } from '../../web/server.ts';
+import { HostShell, PROMPT } from '../../test/web/support/host-shell.ts';
+import { wsUrl } from '../../test/web/support/ws-viewer.ts';
+
+const { values } = parseArgs({
+  options: {
+    keys: { type: 'string', default: '200' },
+    mib: { type: 'string', default: '32' },
+    runs: { type: 'string', default: '3' },
+  },
+});
+const KEYS = Number(values.keys);
+const WARMUP = 20;
+const BYTES = Number(values.mib) << 20;
+const RUNS = Number(values.runs);
+const CLIENT = new URL('./client.ts', import.meta.url).pathname;
+const PRODUCER = `yes 'tsvmm web console throughput: the quick brown fox jumps over the lazy dog 0123456789' | head -c ${BYTES}`;
+
+function pct(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+const f2 = (x: number) => x.toFixed(2);
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+function client(args: string[]): { child: ChildProcess; ready: Promise<void>; result: Promise<unknown> } {
+  const child = spawn(process.execPath, ['--import', 'tsx', CLIENT, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const lines = createInterface({ input: child.stdout! });
+  let ready!: () => void;
+  let result!: (v: unknown) => void;
+  const p = { ready: new Promise<void>((r) => (ready = r)), result: new Promise<unknown>((r) => (result = r)) };
+  lines.on('line', (line) => (line === 'ready' ? ready() : result(JSON.parse(line))));
+  child.once('exit', (code) => {
+    if (code !== 0) throw new Error(`bench client ${args[0]} exited with ${code}`);
+  });
+  return { child, ...p };
+}
+
+async function echoLatency(): Promise<void> {
+  const shell = new HostShell();
+  await shell.waitFor(PROMPT);
+  // Baseline: the same keystrokes straight into the hub, echo seen on the hub.
+  let echoed: (() => void) | undefined;
+  const off = shell.hub.onOutput(() => echoed?.());
+  const direct: number[] = [];
+  for (let i = 0; i < KEYS + WARMUP; i++) {
+    const t0 = performance.now();
+    const got = new Promise<void>((r) => (echoed = r));
+    shell.hub.input('ttyS0', Buffer.from([0x61 + (i % 26)]));
+    await got;
+    if (i >= WARMUP) direct.push(performance.now() - t0);
+  }
+  off();
+  const mark = shell.output.length;
+  shell.hub.input('ttyS0', Buffer.from([0x15])); // Ctrl-U: empty the line again
+  await shell.waitFor('\b \b'.repeat(KEYS + WARMUP), mark);
+  const web = await startWebConsole({ hub: shell.hub });
+  const c = client(['echo', wsUrl(web.url), String(KEYS), String(WARMUP)]);
+  await c.ready;
+  await new Promise((r) => setImmediate(r));
+  c.child.stdin!.write('go\n');
+  const { samples } = (await c.result) as { samples: number[] };
+  await web.close();
+  await shell.close();
+  const d = direct.sort((a, b) => a - b);
+  const w = samples.sort((a, b) => a - b);
+  console.log(`\n### Keystroke-to-echo latency (${KEYS} keys after ${WARMUP} warm-up, one at a time)\n`);
+  console.log('| path | p50 ms | p99 ms | mean ms |');
+  console.log('|---|---:|---:|---:|');
+  console.log(`| hub directly (the "guest's own echo": sh on a pty) | ${f2(pct(d, 50))} | ${f2(pct(d, 99))} | ${f2(d.reduce((a, b) => a + b) / d.length)} |`);
+  console.log(`| through the WebSocket (viewer in another process) | ${f2(pct(w, 50))} | ${f2(pct(w, 99))} | ${f2(w.reduce((a, b) => a + b) / w.length)} |`);
+  console.log(`\nWebSocket adds ${f2(pct(w, 50) - pct(d, 50))} ms at p50 and ${f2(pct(w, 99) - pct(d, 99))} ms at p99 (target: p50 ≤ 5 ms on top of the guest's echo).`);
+}
+
+async function expectedHash(): Promise<string> {
+  const p = spawn('sh', ['-c', PRODUCER], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const h = createHash('sha256');
+  p.stdout!.on('data', (c: Buffer) => h.update(c));
+  await once(p, 'close');
+  return h.digest('hex');
+}
+
+interface ThroughputRun {
+  producerMs: number;
+  cpuMs: number;
+  deliveredMs: number;
+}
+
+async function throughputRun(viewers: number, sha: string): Promise<ThroughputRun> {
+  const hub = new ConsoleHub('bench', { input() {}, power() {} });
+  const drops: string[] = [];
+  const web = await startWebConsole({ hub, log: (l) => /dropped: (viewer too slow|no message)/.test(l) && drops.push(l) });
+  const clients = Array.from({ length: viewers }, () => client(['throughput', wsUrl(web.url), String(BYTES)]));
+  await Promise.all(clients.map((c) => c.ready));
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  const producer = spawn('sh', ['-c', PRODUCER], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let got = 0;
+  producer.stdout!.on('data', (chunk: Buffer) => {
+    got += chunk.length;
+    hub.output('ttyS0', chunk);
+  });
+  await once(producer, 'close');
+  const producerMs = performance.now() - t0;
+  const results = (await Promise.all(clients.map((c) => c.result))) as { bytes: number; sha256: string }[];
+  const deliveredMs = performance.now() - t0;
+  const cpu = process.cpuUsage(cpu0);
+  await web.close();
+  if (got !== BYTES) throw new Error(`producer wrote ${got} bytes, expected ${BYTES}`);
+  for (const r of results) if (r.bytes !== BYTES || r.sha256 !== sha) throw new Error(`a viewer lost data: got ${r.bytes} bytes, sha256 ${r.sha256}`);
+  if (drops.length) throw new Error(`viewers were dropped: ${drops.join('; ')}`);
+  return { producerMs, cpuMs: (cpu.user + cpu.system) / 1000, deliveredMs };
+}
+
+async function throughput(): Promise<void> {
+  const sha = await expectedHash();
+  const rows: [number, ThroughputRun][] = [];
+  for (const viewers of [0, 1, 4]) {
+    const runs: ThroughputRun[] = [];
+    for (let r = 0; r < RUNS; r++) runs.push(await throughputRun(viewers, sha));
+    rows.push([viewers, { producerMs: median(runs.map((x) => x.producerMs)), cpuMs: median(runs.map((x) => x.cpuMs)), deliveredMs: median(runs.map((x) => x.deliveredMs)) }]);
+  }
+  const base = rows[0]![1];
+  console.log(`\n### Console throughput (${BYTES >> 20} MiB, median of ${RUNS} runs; every viewer verified byte-exact by SHA-256)\n`);
+  console.log('| viewers | producer time ms | vs 0 viewers | VMM main-thread CPU ms | all viewers done ms | MiB/s per viewer |');
+  console.log('|---:|---:|---:|---:|---:|---:|');
+  for (const [v, r] of rows) {
+    const per = v === 0 ? '—' : ((BYTES / (1 << 20)) / (r.deliveredMs / 1000)).toFixed(0);
+    console.log(`| ${v} | ${r.producerMs.toFixed(0)} | ${((r.producerMs / base.producerMs - 1) * 100).toFixed(1)}% | ${r.cpuMs.toFixed(0)} | ${v === 0 ? '—' : r.deliveredMs.toFixed(0)} | ${per} |`);
+  }
+}
+
+console.log(`bench/web on ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}`);
+await echoLatency();
+await throughput();
