@@ -126,9 +126,10 @@ export function elfNotes(bytes: Uint8Array, elf: ElfFile): ElfNote[] {
   const decoder = new TextDecoder();
   for (const ph of elf.programHeaders) {
     if (ph.type !== PT_NOTE) continue;
-    // Name and descriptor are padded to 4 bytes (8 when the segment says so, per the gABI for ELF64).
+    // Padding is to 4 bytes, or 8 when the segment says so (GNU property notes). It is counted
+    // from the start of the segment: descriptor at align(12 + namesz), next note at align(desc end).
     const pad = ph.align === 8 ? 8 : 4;
-    const up = (n: number): number => Math.ceil(n / pad) * pad;
+    const up = (n: number): number => ph.offset + Math.ceil((n - ph.offset) / pad) * pad;
     const end = ph.offset + ph.filesz;
     let o = ph.offset;
     while (o + 12 <= end) {
@@ -136,12 +137,12 @@ export function elfNotes(bytes: Uint8Array, elf: ElfFile): ElfNote[] {
       const descsz = r.u32(o + 4);
       const type = r.u32(o + 8);
       const nameAt = o + 12;
-      const descAt = nameAt + up(namesz);
+      const descAt = up(nameAt + namesz);
       if (descAt + descsz > end) throw new ElfError(`note at file offset ${o} runs past the end of its segment`);
       // The name is NUL-terminated and namesz counts the NUL.
       const name = decoder.decode(bytes.subarray(nameAt, nameAt + Math.max(0, namesz - 1)));
       notes.push({ name, type, desc: bytes.slice(descAt, descAt + descsz) });
-      o = descAt + up(descsz);
+      o = up(descAt + descsz);
     }
   }
   return notes;
