@@ -269,3 +269,18 @@ describe('PicPair command modes', () => {
     expect(pic.acknowledge()).toBe(0x43);
   });
 });
+
+describe('PicPair INTR notifications', () => {
+  test('onIntr reports every change of INTR, and only changes', () => {
+    const seen: boolean[] = [];
+    const pic = new PicPair({ onIntr: (level) => seen.push(level) });
+    for (const [port, v] of [[0x20, 0x11], [0x21, 0x30], [0x21, 0x04], [0x21, 0x01], [0x21, 0xfe]] as const) pic.pioWrite(port, 1, v);
+    pic.setIrq(0, true);
+    pic.setIrq(0, false);
+    expect(seen).toEqual([true]);
+    pic.pioWrite(0x21, 1, 0xff); // masking drops INTR
+    pic.pioWrite(0x21, 1, 0xfe); // unmasking raises it again
+    expect(pic.acknowledge()).toBe(0x30);
+    expect(seen).toEqual([true, false, true, false]);
+  });
+});

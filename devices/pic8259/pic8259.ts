@@ -184,6 +184,14 @@ export interface PortRange {
   count: number;
 }
 
+export interface PicPairOptions {
+  /**
+   * Called whenever INTR to the CPU changes, for a CPU that keeps its own copy of the pin
+   * (the alternative is polling hasInterrupt()). Called synchronously; do not re-enter the PIC.
+   */
+  onIntr?: (level: boolean) => void;
+}
+
 /** The master/slave pair, as the CPU and the I/O bus see it. */
 export class PicPair implements PioDevice {
   /** The I/O port ranges to register this device at. */
@@ -199,8 +207,10 @@ export class PicPair implements PioDevice {
   /** INTR to the CPU: cached so the interpreter can test it before every instruction. */
   private intr = false;
   private readonly lines: IrqLine[] = [];
+  private readonly onIntr: ((level: boolean) => void) | undefined;
 
-  constructor() {
+  constructor(options: PicPairOptions = {}) {
+    this.onIntr = options.onIntr;
     for (let i = 0; i < 16; i++) this.lines.push({ set: (level) => this.setIrq(i, level) });
   }
 
@@ -302,6 +312,10 @@ export class PicPair implements PioDevice {
   /** Propagate the slave's INT to the master's IR2 and the master's INT to the CPU. */
   private update(): void {
     this.master.setLine(2, this.slave.pending() >= 0);
-    this.intr = this.master.pending() >= 0;
+    const intr = this.master.pending() >= 0;
+    if (intr !== this.intr) {
+      this.intr = intr;
+      this.onIntr?.(intr);
+    }
   }
 }
