@@ -1,0 +1,93 @@
+// A VMM without a CPU, for plugin tests: real guest RAM (a memfd, mapped here and in the
+// plugins), the real plugin manager and region registry, and guest accesses made exactly as a
+// vCPU thread makes them (the native dispatch table). Interrupts arrive through the manager's
+// raiseIrq path (the interpreter's path), so tests can wait for them.
+import { fdio, DISPATCH_MISS } from '../../../devices/plugin-sdk/native.ts';
+import { BUS_MMIO, BUS_PIO } from '../../../devices/plugin-sdk/protocol.ts';
+import { GuestMemory } from '../../../vmm/guest-memory.ts';
+import { buildMemoryMap, MiB } from '../../../vmm/memory-map.ts';
+import { startPluginManager, type PluginManager, type PluginManagerOptions } from '../../../vmm/regions/plugin-manager.ts';
+
+export interface Harness {
+  manager: PluginManager;
+  mem: GuestMemory;
+  ramFd: number;
+  logs: string[];
+  hvc0: Uint8Array[];
+  /** Guest access through the dispatch table; returns undefined when no plugin region answers. */
+  read(address: number, size: number, pio?: boolean): bigint | undefined;
+  write(address: number, size: number, value: bigint, pio?: boolean): number;
+  irqCount(gsi: number): number;
+  /** Resolves once `gsi` has been raised at least `count` times in total. */
+  waitIrq(gsi: number, count: number): Promise<void>;
+  /** Resolves when a log line matches. */
+  waitLog(pattern: RegExp): Promise<string>;
+  close(): Promise<void>;
+}
+
+export function startHarness(opts: Partial<PluginManagerOptions> & { ramSize?: number } = {}): Harness {
+  const native = fdio();
+  const ramSize = opts.ramSize ?? 32 * MiB;
+  const map = buildMemoryMap(ramSize);
+  const ramFd = native.memfdCreate('test-guest-ram', ramSize);
+  const bytes = new Uint8Array(native.mapFd(ramFd, 0, ramSize, true));
+  const mem = new GuestMemory([{ guestPhys: 0, bytes }]);
+  const logs: string[] = [];
+  const hvc0: Uint8Array[] = [];
+  const irqs = new Map<number, number>();
+  const irqWaiters: { gsi: number; count: number; resolve(): void }[] = [];
+  const logWaiters: { pattern: RegExp; resolve(line: string): void }[] = [];
+  const manager = startPluginManager({
+    memoryMap: map,
+    ram: [{ fd: ramFd, guestPhys: 0, size: ramSize }],
+    raiseIrq: (gsi) => {
+      irqs.set(gsi, (irqs.get(gsi) ?? 0) + 1);
+      for (const w of [...irqWaiters]) {
+        if (w.gsi === gsi && irqs.get(gsi)! >= w.count) {
+          irqWaiters.splice(irqWaiters.indexOf(w), 1);
+          w.resolve();
+        }
+      }
+    },
+    consoleOutput: (_c, b) => hvc0.push(b.slice()),
+    log: (line) => {
+      logs.push(line);
+      if (process.env.TSVMM_TEST_VERBOSE) console.log(line);
+      for (const w of [...logWaiters]) {
+        if (w.pattern.test(line)) {
+          logWaiters.splice(logWaiters.indexOf(w), 1);
+          w.resolve(line);
+        }
+      }
+    },
+    ...opts,
+  });
+  const data = new Uint8Array(8);
+  const dv = new DataView(data.buffer);
+  return {
+    manager, mem, ramFd, logs, hvc0,
+    read(address, size, pio = false) {
+      data.fill(0);
+      const r = native.ioregionDispatch(pio ? BUS_PIO : BUS_MMIO, address, size, false, data);
+      return r === DISPATCH_MISS ? undefined : dv.getBigUint64(0, true);
+    },
+    write(address, size, value, pio = false) {
+      dv.setBigUint64(0, BigInt.asUintN(64, value), true);
+      return native.ioregionDispatch(pio ? BUS_PIO : BUS_MMIO, address, size, true, data);
+    },
+    irqCount: (gsi) => irqs.get(gsi) ?? 0,
+    waitIrq(gsi, count) {
+      if ((irqs.get(gsi) ?? 0) >= count) return Promise.resolve();
+      return new Promise((resolve) => irqWaiters.push({ gsi, count, resolve }));
+    },
+    waitLog(pattern) {
+      const hit = logs.find((l) => pattern.test(l));
+      if (hit) return Promise.resolve(hit);
+      return new Promise((resolve) => logWaiters.push({ pattern, resolve }));
+    },
+    async close() {
+      await manager.shutdown();
+      native.closeFd(ramFd);
+    },
+  };
+}
