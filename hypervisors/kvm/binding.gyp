@@ -13,7 +13,8 @@
         "src/kick.cc",
         "src/system.cc",
         "src/vm.cc",
-        "src/vcpu.cc"
+        "src/vcpu.cc",
+        "src/ioregion.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],

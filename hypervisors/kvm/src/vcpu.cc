@@ -12,6 +12,7 @@
 #include "errors.h"
 #include "exports.h"
 #include "ioctl.h"
+#include "ioregion.h"
 #include "kick.h"
 #include "mappings.h"
 
@@ -117,6 +118,7 @@ static Napi::Value Run(const Napi::CallbackInfo& info) {
       // Native exit filters go here: an exit the addon can complete itself (a plugin's
       // ioregion, forwarded over its socket on this thread) is handled and followed by
       // `continue`, re-entering KVM_RUN without a round trip through JavaScript.
+      if (CompleteIoregionExit(run)) continue;
       return Napi::Number::New(env, run->exit_reason);
     }
     if (errno != EINTR) ThrowErrno(env, "KVM_RUN");
