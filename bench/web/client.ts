@@ -31,7 +31,13 @@ ws.on('message', (data: Buffer, isBinary) => {
     if (replay === 0) process.stdout.write('ready\n');
   }
 });
+let got = 0;
 ws.on('close', (code, reason) => {
+  // A throughput viewer that the server dropped reports how far it got.
+  if (mode === 'throughput') {
+    process.stdout.write(`${JSON.stringify({ bytes: got, dropped: `${code} ${reason.toString()}` })}\n`);
+    process.exit(0);
+  }
   process.stderr.write(`closed ${code} ${reason.toString()}\n`);
   process.exit(1);
 });
@@ -39,7 +45,6 @@ ws.on('close', (code, reason) => {
 if (mode === 'throughput') {
   const want = Number(a);
   const hash = createHash('sha256');
-  let got = 0;
   let first = 0;
   onBytes = (data) => {
     if (got === 0) first = performance.now();
