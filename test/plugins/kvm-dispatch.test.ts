@@ -1,0 +1,139 @@
+// Plugin dispatch on the KVM backend: a bare-metal guest at CPL3 reads, writes (non-posted and
+// posted), rings a zero-size doorbell and an ioeventfd doorbell in the probe plugin's slot, and
+// takes the plugin's irqfd interrupt. The plugin is a real process; its accesses are completed
+// by the KVM addon on the vCPU thread, so the test's exit loop must never see one of them.
+import { afterEach, describe, expect, test } from 'vitest';
+import { ExitReason, ExitReasonName } from '../../hypervisors/backend.ts';
+import { PROBE } from '../../devices/plugins/probe/layout.ts';
+import { Asm, R } from '../guests/asm.ts';
+import { GUEST, TestGuest, kvmSkipReason } from '../guests/guest.ts';
+import { littleEndian } from '../guests/run.ts';
+import { buildMemoryMap, MiB } from '../../vmm/memory-map.ts';
+import { builtinPluginArgv, startPluginManager, type PluginManager } from '../../vmm/regions/plugin-manager.ts';
+
+const skip = kvmSkipReason();
+if (skip) console.warn(skip);
+
+const READY_PORT = 0xe1;
+const VECTOR_PORT = 0xe2;
+const PIC_BASE = 0x20;
+const RAM = 16 * MiB;
+
+let guest: TestGuest | undefined;
+let manager: PluginManager | undefined;
+afterEach(async () => {
+  await manager?.shutdown();
+  guest?.destroy();
+  guest = undefined;
+  manager = undefined;
+});
+
+async function probeGuest(): Promise<{ g: TestGuest; m: PluginManager; base: number; irq: number; logs: string[]; failed: Promise<string> }> {
+  const g = new TestGuest({ mode: 'long64', ramSize: RAM });
+  const logs: string[] = [];
+  let onFailed: (line: string) => void = () => undefined;
+  const failed = new Promise<string>((resolve) => (onFailed = resolve));
+  const vm = g.vm;
+  const m = startPluginManager({
+    memoryMap: buildMemoryMap(RAM),
+    ram: vm.ram.map((r) => ({ fd: r.fd, guestPhys: r.guestPhys, size: r.size })),
+    // The test thread is the vCPU thread here, so KVM_IOEVENTFD / KVM_IRQFD are direct calls.
+    vm: {
+      assignIoeventfd: async (s) => vm.assignIoeventfd(s),
+      deassignIoeventfd: async (s) => vm.deassignIoeventfd(s),
+      assignIrqfd: async (fd, gsi) => vm.assignIrqfd(fd, gsi),
+      deassignIrqfd: async (fd, gsi) => vm.deassignIrqfd(fd, gsi),
+    },
+    log: (l) => {
+      logs.push(l);
+      if (/failed/.test(l)) onFailed(l);
+    },
+  });
+  const slot = m.addArgv(builtinPluginArgv('probe'), 'probe');
+  await m.waitReady();
+  guest = g;
+  manager = m;
+  return { g, m, base: slot.mmioBase, irq: slot.irq, logs, failed };
+}
+
+function initPic(a: Asm, irq: number): void {
+  const outb = (port: number, value: number) => a.movAl(value).out(port, 1);
+  outb(0x20, 0x11); outb(0x21, PIC_BASE); outb(0x21, 0x04); outb(0x21, 0x01);
+  outb(0xa0, 0x11); outb(0xa1, PIC_BASE + 8); outb(0xa1, 0x02); outb(0xa1, 0x01);
+  outb(0x21, 0xff & ~(1 << irq));
+  outb(0xa1, 0xff);
+}
+
+describe.skipIf(skip)('plugin dispatch on KVM (bare-metal guest at CPL3)', () => {
+  test('reads, non-posted and posted writes, a zero-size doorbell, an ioeventfd and an irqfd interrupt, with no exit to JavaScript', async () => {
+    const { g, base, irq, logs } = await probeGuest();
+    const a = new Asm(64, GUEST.code);
+    initPic(a, irq);
+    a.out(READY_PORT, 1);
+    // ---- CPL3 from here: rbx = the probe's slot, rdi = where results go.
+    a.label('work').movImm(R.ebx, base).movImm(R.edi, GUEST.data);
+    a.load(R.eax, R.ebx, 8, PROBE.regs).store(R.edi, R.eax, 8, 0x00); // 8-byte read
+    a.load(R.eax, R.ebx, 4, PROBE.regs).store(R.edi, R.eax, 4, 0x08); // 4-byte read
+    a.load(R.eax, R.ebx, 2, PROBE.regs).store(R.edi, R.eax, 2, 0x10); // 2-byte read
+    a.load(R.eax, R.ebx, 1, PROBE.regs).store(R.edi, R.eax, 1, 0x18); // 1-byte read
+    a.movImm(R.eax, 0x1122_3344_5566_7788n, 8).store(R.ebx, R.eax, 8, PROBE.scratch); // non-posted write
+    a.load(R.eax, R.ebx, 8, PROBE.scratch).store(R.edi, R.eax, 8, 0x20);
+    for (const v of [0xa1, 0xa2, 0xa3]) a.movImm(R.eax, v).store(R.ebx, R.eax, 4, PROBE.posted); // posted writes
+    a.load(R.eax, R.ebx, 8, PROBE.postedCount).store(R.edi, R.eax, 8, 0x28); // ordered after them
+    a.load(R.eax, R.ebx, 8, PROBE.lastPosted).store(R.edi, R.eax, 8, 0x30);
+    a.store(R.ebx, R.eax, 4, PROBE.doorbell).store(R.ebx, R.eax, 1, PROBE.doorbell); // two doorbell rings
+    a.load(R.eax, R.ebx, 8, PROBE.doorbellCount).store(R.edi, R.eax, 8, 0x38);
+    a.store(R.ebx, R.eax, 4, PROBE.ioeventfd); // KVM signals the plugin's eventfd: no exit at all
+    a.label('poll').load(R.eax, R.ebx, 8, PROBE.ioeventfdCount).cmpImm(R.eax, 0, 8).jz('poll');
+    a.store(R.edi, R.eax, 8, 0x40);
+    a.movImm(R.eax, 1).store(R.ebx, R.eax, 4, PROBE.irqOnDoorbell);
+    a.store(R.ebx, R.eax, 4, PROBE.doorbell); // this ring raises the plugin's irqfd
+    a.spin();
+    a.label('handler').movAl(PIC_BASE + irq).out(VECTOR_PORT, 1).hlt();
+    g.load(a);
+    g.start(GUEST.code);
+    g.setIdt({ [PIC_BASE + irq]: a.address('handler') });
+
+    expect(g.run()).toBe(ExitReason.Io);
+    expect(g.vcpu.exit.address).toBe(READY_PORT);
+    g.enterUserMode(a.address('work'), { interrupts: true });
+    const reason = g.run(20_000);
+    // Any plugin access reaching JavaScript would show up here as an MMIO exit.
+    expect(ExitReasonName[reason], `${g.vcpu.exit.address.toString(16)} ${g.vcpu.exit.detail}`).toBe('io');
+    expect(g.vcpu.exit.address).toBe(VECTOR_PORT);
+    expect(littleEndian(g.vcpu.exit.data)).toBe(PIC_BASE + irq);
+
+    const r = (off: number) => g.memory.read(GUEST.data + off, 8);
+    const u64 = (off: number) => new DataView(r(off).buffer).getBigUint64(0, true);
+    expect(u64(0x00)).toBe(PROBE.constant);
+    expect(u64(0x08) & 0xffff_ffffn).toBe(PROBE.constant & 0xffff_ffffn);
+    expect(u64(0x10) & 0xffffn).toBe(PROBE.constant & 0xffffn);
+    expect(u64(0x18) & 0xffn).toBe(PROBE.constant & 0xffn);
+    expect(u64(0x20)).toBe(0x1122_3344_5566_7788n);
+    expect(u64(0x28)).toBe(3n);
+    expect(u64(0x30)).toBe(0xa3n);
+    expect(u64(0x38)).toBe(2n);
+    expect(u64(0x40)).toBeGreaterThanOrEqual(1n);
+    expect(logs.filter((l) => /failed/.test(l))).toEqual([]);
+  });
+
+  test('a killed plugin: the guest keeps running and reads all-ones from its slot', async () => {
+    const { g, m, base, failed } = await probeGuest();
+    process.kill(m.slots[0]!.pid!, 'SIGKILL');
+    expect(await failed).toMatch(/plugin probe .*failed: .*(SIGKILL|closed)/);
+    const a = new Asm(64, GUEST.code);
+    a.label('work').movImm(R.ebx, base).movImm(R.edi, GUEST.data);
+    a.load(R.eax, R.ebx, 4, PROBE.regs).out(0xe3, 4);
+    g.load(a);
+    g.start(GUEST.code);
+    g.enterUserMode(a.address('work'));
+    // Its regions are gone: the read reaches the VMM's exit loop (here: the test), which answers
+    // an unclaimed address with all-ones as vmm/io-bus.ts does.
+    expect(g.run()).toBe(ExitReason.Mmio);
+    expect(g.vcpu.exit.address).toBe(base);
+    g.vcpu.exit.data.fill(0xff);
+    expect(g.run()).toBe(ExitReason.Io);
+    expect(g.vcpu.exit.address).toBe(0xe3);
+    expect(littleEndian(g.vcpu.exit.data)).toBe(0xffff_ffff);
+  });
+});

@@ -1,0 +1,171 @@
+// Every registration rule of the region registry, through a real plugin control socket
+// (`--plugin-socket`): KVM_SET_IOREGION's v3 errnos plus tsvmm's slot and limit rules.
+import { mkdtempSync, openSync, rmSync, closeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, test } from 'vitest';
+import { fdio } from '../../devices/plugin-sdk/native.ts';
+import { Plugin, PluginRequestError } from '../../devices/plugin-sdk/plugin.ts';
+import { Command, encodeIoeventfd, encodeIoregion, Errno, IoeventfdFlag, IoregionFlag } from '../../devices/plugin-sdk/protocol.ts';
+import { IoBus } from '../../vmm/io-bus.ts';
+import type { PluginSlot } from '../../vmm/regions/plugin-manager.ts';
+import { startHarness, type Harness } from './support/harness.ts';
+
+const native = fdio();
+let dir: string;
+let h: Harness;
+let slot: PluginSlot;
+let other: PluginSlot;
+let plugin: Plugin;
+let seq: [number, number];
+
+beforeEach(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'tsvmm-reg-'));
+  const ioBus = new IoBus();
+  h = startHarness({ ioBus, maxRegionsPerPlugin: 16 });
+  slot = h.manager.addSocket(join(dir, 'a.sock'));
+  other = h.manager.addSocket(join(dir, 'b.sock'));
+  // An in-process device inside slot a, registered through the same registry.
+  h.manager.registry.addMmioDevice(slot.mmioBase + 0xf00, 0x10, { name: 'in-process-test-device', mmioRead: () => 0n, mmioWrite: () => undefined });
+  plugin = await Plugin.connect({ name: 'errno-test', socketPath: join(dir, 'a.sock') });
+  seq = native.socketpair('seqpacket');
+});
+
+afterEach(async () => {
+  plugin.close();
+  native.closeFd(seq[0]);
+  native.closeFd(seq[1]);
+  await h.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** REGISTER_REGION with explicit fields; resolves to 0 or the errno. */
+async function region(paddr: bigint, size: bigint, flags: number, fds: number[] = [seq[1]], readFd = 0, writeFd = 0): Promise<number> {
+  try {
+    await plugin.request(Command.REGISTER_REGION, encodeIoregion({ guestPaddr: paddr, memorySize: size, userData: 7n, readFd, writeFd, flags }), fds);
+    return 0;
+  } catch (e) {
+    if (e instanceof PluginRequestError) return e.errno;
+    throw e;
+  }
+}
+
+async function ioeventfd(addr: bigint, len: number, flags: number, datamatch = 0n, fd?: number): Promise<number> {
+  const efd = fd ?? native.eventfd(0, true);
+  try {
+    await plugin.request(Command.REGISTER_IOEVENTFD, encodeIoeventfd({ datamatch, addr, len, fd: 0, flags }), [efd]);
+    return 0;
+  } catch (e) {
+    if (e instanceof PluginRequestError) return e.errno;
+    throw e;
+  } finally {
+    if (fd === undefined) native.closeFd(efd);
+  }
+}
+
+describe('region registration errnos (real control socket)', () => {
+  test('the handshake gave the plugin its slot and the guest memory map', () => {
+    expect(plugin.slot.mmioBase).toBe(slot.mmioBase);
+    expect(plugin.slot.irq).toBe(slot.irq);
+    expect(plugin.memory.size).toBe(32 * 1024 * 1024);
+    expect(() => plugin.memory.range(0xfee0_0000, 4)).toThrow(/reserved/);
+    expect(() => plugin.memory.range(32 * 1024 * 1024 - 2, 4)).toThrow(/not inside guest RAM/);
+    expect(h.manager.kernelCmdline()).toEqual([
+      `virtio_mmio.device=4K@0x${slot.mmioBase.toString(16)}:${slot.irq}`,
+      `virtio_mmio.device=4K@0x${other.mmioBase.toString(16)}:${other.irq}`,
+    ]);
+  });
+
+  test('EEXIST: overlap with an ioregion, an ioeventfd, or an in-process device on the same bus', async () => {
+    const base = BigInt(slot.mmioBase);
+    expect(await region(base, 0x100n, 0)).toBe(0);
+    expect(await region(base + 0xffn, 1n, 0)).toBe(Errno.EEXIST);
+    expect(await region(base + 0x80n, 0x10n, 0)).toBe(Errno.EEXIST);
+    expect(await ioeventfd(base + 0x10n, 4, 0)).toBe(Errno.EEXIST);
+    expect(await ioeventfd(base + 0x200n, 4, IoeventfdFlag.DATAMATCH, 1n)).toBe(0);
+    expect(await ioeventfd(base + 0x200n, 4, IoeventfdFlag.DATAMATCH, 2n)).toBe(0); // KVM allows other datamatch values
+    expect(await ioeventfd(base + 0x200n, 4, IoeventfdFlag.DATAMATCH, 1n)).toBe(Errno.EEXIST);
+    expect(await region(base + 0x1f8n, 0x10n, 0)).toBe(Errno.EEXIST);
+    expect(await region(base + 0xef0n, 0x20n, 0)).toBe(Errno.EEXIST); // the in-process device
+    // A doorbell counts as 8 bytes for collisions, as in v3.
+    expect(await region(base + 0x300n, 0n, IoregionFlag.POSTED_WRITES)).toBe(0);
+    expect(await region(base + 0x304n, 4n, 0)).toBe(Errno.EEXIST);
+    // Different bus: no collision.
+    expect(await region(BigInt(slot.pioBase), 0x10n, IoregionFlag.PIO)).toBe(0);
+  });
+
+  test('EINVAL: zero size without POSTED_WRITES, unknown flags, overflow, bad fds and sizes', async () => {
+    const base = BigInt(slot.mmioBase);
+    expect(await region(base, 0n, 0)).toBe(Errno.EINVAL);
+    expect(await region(base, 0x10n, 0x8)).toBe(Errno.EINVAL);
+    expect(await region(base, 0x10n, 0x80000000)).toBe(Errno.EINVAL);
+    expect(await region(0xffff_ffff_ffff_fff0n, 0x100n, 0)).toBe(Errno.EINVAL);
+    expect(await region(0xfff0n, 0x100n, IoregionFlag.PIO)).toBe(Errno.EINVAL); // past port 0xffff
+    const [s1, s2] = native.socketpair('stream');
+    expect(await region(base, 0x10n, 0, [s1])).toBe(Errno.EINVAL); // not SOCK_SEQPACKET
+    native.closeFd(s1);
+    native.closeFd(s2);
+    const [a1, a2] = native.socketpair('seqpacket');
+    expect(await region(base, 0x10n, 0, [seq[1], a1], 0, 1)).toBe(Errno.EINVAL); // distinct read/write fds
+    native.closeFd(a1);
+    native.closeFd(a2);
+    expect(await ioeventfd(base + 0x50n, 3, 0)).toBe(Errno.EINVAL);
+    expect(await ioeventfd(base + 0x50n, 0, IoeventfdFlag.DATAMATCH)).toBe(Errno.EINVAL);
+    expect(await ioeventfd(base + 0x50n, 4, 0x10)).toBe(Errno.EINVAL);
+    const notEventfd = openSync('/dev/null', 'r');
+    expect(await ioeventfd(base + 0x50n, 4, 0, 0n, notEventfd)).toBe(Errno.EINVAL);
+    closeSync(notEventfd);
+  });
+
+  test('EBADF: a region whose fd index names no passed fd', async () => {
+    const base = BigInt(slot.mmioBase);
+    expect(await region(base, 0x10n, 0, [], 0, 0)).toBe(Errno.EBADF);
+    expect(await region(base, 0x10n, 0, [seq[1]], 1, 1)).toBe(Errno.EBADF);
+    expect(await region(base, 0x10n, 0, [seq[1]], -1, -1)).toBe(Errno.EBADF);
+  });
+
+  test('ENOENT: DEASSIGN must match guest_paddr and memory_size exactly', async () => {
+    const base = BigInt(slot.mmioBase);
+    expect(await region(base + 0x100n, 0x20n, 0)).toBe(0);
+    expect(await region(base + 0x100n, 0x10n, IoregionFlag.DEASSIGN, [])).toBe(Errno.ENOENT);
+    expect(await region(base + 0x108n, 0x20n, IoregionFlag.DEASSIGN, [])).toBe(Errno.ENOENT);
+    expect(await region(base + 0x100n, 0x20n, IoregionFlag.DEASSIGN | IoregionFlag.PIO, [])).toBe(Errno.ENOENT);
+    expect(await region(base + 0x100n, 0x20n, IoregionFlag.DEASSIGN, [])).toBe(0);
+    expect(await region(base + 0x100n, 0x20n, IoregionFlag.DEASSIGN, [])).toBe(Errno.ENOENT);
+    expect(await region(base + 0x100n, 0x20n, 0)).toBe(0); // the range is free again
+    expect(await ioeventfd(base + 0x400n, 4, IoeventfdFlag.DEASSIGN)).toBe(Errno.ENOENT);
+  });
+
+  test('EPERM: only inside the plugin\'s own slot', async () => {
+    expect(await region(BigInt(slot.mmioBase + slot.mmioSize), 0x10n, 0)).toBe(Errno.EPERM);
+    expect(await region(BigInt(slot.mmioBase + slot.mmioSize - 8), 0x10n, 0)).toBe(Errno.EPERM);
+    expect(await region(BigInt(other.mmioBase), 0x10n, 0)).toBe(Errno.EPERM);
+    expect(await region(0x1000n, 0x10n, 0)).toBe(Errno.EPERM); // guest RAM
+    expect(await region(0xfee0_0000n, 0x10n, 0)).toBe(Errno.EPERM); // LAPIC
+    expect(await region(0x3f8n, 8n, IoregionFlag.PIO)).toBe(Errno.EPERM); // COM1
+    expect(await ioeventfd(BigInt(other.mmioBase + 0x50), 4, 0)).toBe(Errno.EPERM);
+  });
+
+  test('ENOSPC: at most maxRegionsPerPlugin registrations', async () => {
+    const base = BigInt(slot.mmioBase);
+    for (let i = 0; i < 16; i++) expect(await region(base + BigInt(i * 0x10), 0x10n, 0)).toBe(0);
+    expect(await region(base + 0x800n, 0x10n, 0)).toBe(Errno.ENOSPC);
+    expect(await ioeventfd(base + 0x900n, 4, 0)).toBe(Errno.ENOSPC);
+    expect(await region(base, 0x10n, IoregionFlag.DEASSIGN, [])).toBe(0);
+    expect(await region(base + 0x800n, 0x10n, 0)).toBe(0);
+  });
+
+  test('refusals are logged with the reason, and the connection stays usable', async () => {
+    expect(await region(BigInt(other.mmioBase), 0x10n, 0)).toBe(Errno.EPERM);
+    expect(h.logs.some((l) => /REGISTER_REGION refused with EPERM: .*outside/.test(l))).toBe(true);
+    expect(await region(BigInt(slot.mmioBase), 0x10n, 0)).toBe(0);
+  });
+
+  test('unknown commands get ENOSYS; VMM-only commands from a plugin close the connection', async () => {
+    await expect(plugin.request(200, new Uint8Array(0))).rejects.toMatchObject({ errno: Errno.ENOSYS });
+    const reason = plugin.closed;
+    await expect(plugin.request(Command.RESET, new Uint8Array(0))).rejects.toThrow(/closed/);
+    expect(await reason).toMatch(/closed/);
+    await h.waitLog(/RESET is sent by the VMM/);
+  });
+});
