@@ -38,7 +38,7 @@ function program(bits: 32 | 64): Asm {
     .inc(R.ecx).dec(R.ecx).incMem(R.ebx).addImm(R.esi, 5).cmpImm(R.ecx, 10).xor(R.eax, R.eax)
     .out(0x80, 1).out(0x80, 2).out(0x80, 4).outDx(1).outDx(2).outDx(4).inDx(1).inDx(2).inDx(4)
     .repOuts(1).repOuts(2).repOuts(4).repIns(1).repIns(4)
-    .jmp('top').jnz('top').jz('end').spin().hlt().sti().cli().nop().ud2().label('end');
+    .jmp('top').jnz('top').jz('end').spin().hlt().sti().cli().nop().cpuid().ud2().label('end');
 }
 
 function expected(bits: 32 | 64): string[] {
@@ -52,7 +52,7 @@ function expected(bits: 32 | 64): string[] {
     'in (%dx),%al', 'in (%dx),%ax', 'in (%dx),%eax',
     `rep outsb %ds:(%${b}si),(%dx)`, `rep outsw %ds:(%${b}si),(%dx)`, `rep outsl %ds:(%${b}si),(%dx)`,
     `rep insb (%dx),%es:(%${b}di)`, `rep insl (%dx),%es:(%${b}di)`,
-    'jmp 0x1000', 'jne 0x1000', 'je 0x106c', 'jmp 0x1064', 'hlt', 'sti', 'cli', 'nop', 'ud2',
+    'jmp 0x1000', 'jne 0x1000', 'je 0x106e', 'jmp 0x1064', 'hlt', 'sti', 'cli', 'nop', 'cpuid', 'ud2',
   ];
 }
 

@@ -195,6 +195,7 @@ export class Asm {
   sti(): this { return this.bytes(0xfb); }
   cli(): this { return this.bytes(0xfa); }
   nop(): this { return this.bytes(0x90); }
+  cpuid(): this { return this.bytes(0x0f, 0xa2); }
   /** ud2: raises #UD. */
   ud2(): this { return this.bytes(0x0f, 0x0b); }
 

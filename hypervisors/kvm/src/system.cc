@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "cpuid.h"
 #include "errors.h"
 #include "exports.h"
 #include "ioctl.h"
@@ -48,18 +49,18 @@ static Napi::Value GetSupportedCpuid(const Napi::CallbackInfo& info) {
   int fd = ArgInt(info, 0, "getSupportedCpuid", "kvmFd");
   // Start where alioth/kvmtool do (KVM_MAX_CPUID_ENTRIES = 256) and grow on E2BIG.
   for (uint32_t capacity = 256; capacity <= 4096; capacity *= 2) {
-    std::vector<uint8_t> buf(sizeof(kvm_cpuid2) + capacity * sizeof(kvm_cpuid_entry2));
-    auto* cpuid = reinterpret_cast<kvm_cpuid2*>(buf.data());
-    cpuid->nent = capacity;
+    std::vector<uint8_t> buf(sizeof(Cpuid2Header) + capacity * sizeof(kvm_cpuid_entry2));
+    auto* header = reinterpret_cast<Cpuid2Header*>(buf.data());
+    header->nent = capacity;
     int ret;
     do {
-      ret = ioctl(fd, KVM_GET_SUPPORTED_CPUID, cpuid);
+      ret = ioctl(fd, kKvmGetSupportedCpuid, buf.data());
     } while (ret < 0 && errno == EINTR);
     if (ret < 0 && errno == E2BIG) continue;
     if (ret < 0) ThrowErrno(env, "KVM_GET_SUPPORTED_CPUID");
-    size_t bytes = cpuid->nent * sizeof(kvm_cpuid_entry2);
+    size_t bytes = header->nent * sizeof(kvm_cpuid_entry2);
     Napi::ArrayBuffer out = Napi::ArrayBuffer::New(env, bytes);
-    memcpy(out.Data(), cpuid->entries, bytes);
+    memcpy(out.Data(), buf.data() + sizeof(Cpuid2Header), bytes);
     return out;
   }
   errno = E2BIG;

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "cpuid.h"
 #include "errors.h"
 #include "exports.h"
 #include "ioctl.h"
@@ -99,11 +100,10 @@ static Napi::Value SetCpuid2(const Napi::CallbackInfo& info) {
   VcpuEntry& e = OwnedVcpu(env, ArgInt(info, 0, "setCpuid2", "slot"), "setCpuid2");
   Bytes entries = ArgBytes(info, 1, "setCpuid2", "entries");
   if (entries.length % sizeof(kvm_cpuid_entry2) != 0) ThrowType(env, "setCpuid2", "'entries' must be a multiple of 40 bytes");
-  std::vector<uint8_t> buf(sizeof(kvm_cpuid2) + entries.length);
-  auto* cpuid = reinterpret_cast<kvm_cpuid2*>(buf.data());
-  cpuid->nent = static_cast<__u32>(entries.length / sizeof(kvm_cpuid_entry2));
-  memcpy(cpuid->entries, entries.data, entries.length);
-  Ioctl(env, e.fd, KVM_SET_CPUID2, cpuid, "KVM_SET_CPUID2");
+  std::vector<uint8_t> buf(sizeof(Cpuid2Header) + entries.length);
+  reinterpret_cast<Cpuid2Header*>(buf.data())->nent = static_cast<__u32>(entries.length / sizeof(kvm_cpuid_entry2));
+  memcpy(buf.data() + sizeof(Cpuid2Header), entries.data, entries.length);
+  Ioctl(env, e.fd, kKvmSetCpuid2, buf.data(), "KVM_SET_CPUID2");
   return env.Undefined();
 }
 
