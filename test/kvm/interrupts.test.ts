@@ -8,7 +8,7 @@ import { afterEach, describe, expect, test } from 'vitest';
 import { ExitReason } from '../../hypervisors/backend.ts';
 import { loadKvmAddon } from '../../hypervisors/kvm/addon.ts';
 import { BOOT_LAYOUT, type CpuMode } from '../../firmware/entry/index.ts';
-import { Asm, R } from '../guests/asm.ts';
+import { Asm } from '../guests/asm.ts';
 import { GUEST, TestGuest, kvmSkipReason } from '../guests/guest.ts';
 import { littleEndian } from '../guests/run.ts';
 
