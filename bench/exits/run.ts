@@ -1,0 +1,106 @@
+// bench/exits: the cost of a guest exit handled by tsvmm's TypeScript run loop, against the
+// floor — a minimal C program driving KVM directly — on the same guest in the same run.
+//
+//   node --import tsx bench/exits/run.ts [--iterations N] [--rounds R]
+//
+// Workloads (guest in long mode at CPL3, N iterations each):
+//   pio        OUT to a port handled by an in-process device: one exit per iteration
+//   mmio       read of an MMIO register answered by a device: one exit per iteration
+//   ioeventfd  OUT to a port registered as an ioeventfd: no exit at all
+// Rounds alternate tsvmm and C; the table shows medians of the per-round cost.
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import { probeKvm } from '../../hypervisors/kvm/probe.ts';
+import { startTsWorker } from '../../vmm/worker.ts';
+import { WORKLOADS, type Workload } from './guest.ts';
+import type { BenchReply, BenchRequest } from './worker.ts';
+
+const { values } = parseArgs({
+  options: { iterations: { type: 'string', default: '50000' }, rounds: { type: 'string', default: '5' } },
+});
+const iterations = Number(values.iterations);
+const rounds = Number(values.rounds);
+if (!Number.isSafeInteger(iterations) || iterations < 1 || !Number.isSafeInteger(rounds) || rounds < 1) {
+  console.error('bench/exits: --iterations and --rounds take positive integers');
+  process.exit(2);
+}
+
+const probe = probeKvm();
+if (!probe.available) {
+  console.error(`bench/exits needs KVM: ${probe.reason}`);
+  process.exit(1);
+}
+
+const here = fileURLToPath(new URL('.', import.meta.url));
+const buildDir = join(here, '..', 'build');
+const floorBinary = join(buildDir, 'exits-floor');
+mkdirSync(buildDir, { recursive: true });
+execFileSync('cc', ['-O2', '-Wall', '-o', floorBinary, join(here, 'floor.c')], { stdio: 'inherit' });
+
+const scratch = mkdtempSync(join(tmpdir(), 'tsvmm-bench-exits-'));
+const worker = startTsWorker(new URL('./worker.ts', import.meta.url));
+
+/** One measurement on the tsvmm side (the worker handles one request at a time). */
+function ask(request: BenchRequest): Promise<BenchReply> {
+  return new Promise((resolve, reject) => {
+    worker.once('message', (m: { ok?: BenchReply; error?: string }) => (m.ok ? resolve(m.ok) : reject(new Error(m.error))));
+    worker.postMessage(request);
+  });
+}
+
+function floor(workload: Workload, imagePath: string): BenchReply {
+  const [exits, seconds] = execFileSync(floorBinary, [imagePath, workload, String(iterations)], { encoding: 'utf8' }).trim().split(' ');
+  return { exits: Number(exits), seconds: Number(seconds) };
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const us = (r: BenchReply) => (r.seconds * 1e6) / iterations;
+
+try {
+  console.log(`bench/exits: ${iterations} iterations × ${rounds} rounds per workload, guest in long mode at CPL3`);
+  console.log(`host: ${probe.reason}\n`);
+  // Warm-up: let V8 optimise the run loop before anything is timed.
+  for (const workload of WORKLOADS) await ask({ workload, iterations: Math.min(iterations, 20000) });
+
+  const results = new Map<Workload, { tsvmm: number[]; floor: number[] }>();
+  for (const w of WORKLOADS) results.set(w, { tsvmm: [], floor: [] });
+  for (let round = 0; round < rounds; round++) {
+    for (const workload of WORKLOADS) {
+      const imagePath = join(scratch, `${workload}.img`);
+      const t = await ask({ workload, iterations, imagePath });
+      const c = floor(workload, imagePath);
+      const expectedExits = workload === 'ioeventfd' ? 1 : iterations + 1;
+      if (t.exits !== expectedExits || c.exits !== expectedExits) {
+        throw new Error(`${workload}: expected ${expectedExits} exits, tsvmm saw ${t.exits} and the C floor ${c.exits}`);
+      }
+      results.get(workload)!.tsvmm.push(us(t));
+      results.get(workload)!.floor.push(us(c));
+    }
+  }
+
+  const label: Record<Workload, string> = {
+    pio: 'port I/O exit (OUT)',
+    mmio: 'MMIO read exit',
+    ioeventfd: 'ioeventfd doorbell (no exit)',
+  };
+  console.log('| workload | tsvmm µs/access | C floor µs/access | ratio |');
+  console.log('|---|---|---|---|');
+  for (const workload of WORKLOADS) {
+    const r = results.get(workload)!;
+    const t = median(r.tsvmm);
+    const c = median(r.floor);
+    console.log(`| ${label[workload]} | ${t.toFixed(2)} | ${c.toFixed(2)} | ${(t / c).toFixed(2)}× |`);
+  }
+  console.log('\nper round (tsvmm / C, µs):');
+  for (const workload of WORKLOADS) {
+    const r = results.get(workload)!;
+    console.log(`  ${workload.padEnd(9)} ${r.tsvmm.map((t, i) => `${t.toFixed(2)}/${r.floor[i]!.toFixed(2)}`).join('  ')}`);
+  }
+} finally {
+  await worker.terminate();
+  rmSync(scratch, { recursive: true, force: true });
+}
