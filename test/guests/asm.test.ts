@@ -35,7 +35,7 @@ function program(bits: 32 | 64): Asm {
     .movImm(R.ebx, 0xd000_0000).movAl(0x41).movReg(R.ecx, R.eax)
     .load(R.eax, R.ebx, 1).load(R.eax, R.ebx, 2, 8).load(R.ecx, R.esp, 4, 0x100).load(R.edx, R.ebp, 4)
     .store(R.ebx, R.eax, 1).store(R.ebx, R.eax, 2, -4).store(R.ebx, R.edx, 4, 0x200)
-    .inc(R.ecx).dec(R.ecx).incMem(R.ebx).addImm(R.esi, 5).cmpImm(R.ecx, 10).xor(R.eax, R.eax)
+    .inc(R.ecx).dec(R.ecx).incMem(R.ebx).addImm(R.esi, 5).cmpImm(R.ecx, 10).testAl(0x20).xor(R.eax, R.eax)
     .out(0x80, 1).out(0x80, 2).out(0x80, 4).outDx(1).outDx(2).outDx(4).inDx(1).inDx(2).inDx(4)
     .repOuts(1).repOuts(2).repOuts(4).repIns(1).repIns(4)
     .jmp('top').jnz('top').jz('end').spin().hlt().sti().cli().nop().cpuid().ud2().label('end');
@@ -47,12 +47,12 @@ function expected(bits: 32 | 64): string[] {
     'mov $0xd0000000,%ebx', 'mov $0x41,%al', 'mov %eax,%ecx',
     `mov (%${b}bx),%al`, `mov 0x8(%${b}bx),%ax`, `mov 0x100(%${b}sp),%ecx`, `mov 0x0(%${b}bp),%edx`,
     `mov %al,(%${b}bx)`, `mov %ax,-0x4(%${b}bx)`, `mov %edx,0x200(%${b}bx)`,
-    'inc %ecx', 'dec %ecx', `incl (%${b}bx)`, 'add $0x5,%esi', 'cmp $0xa,%ecx', 'xor %eax,%eax',
+    'inc %ecx', 'dec %ecx', `incl (%${b}bx)`, 'add $0x5,%esi', 'cmp $0xa,%ecx', 'test $0x20,%al', 'xor %eax,%eax',
     'out %al,$0x80', 'out %ax,$0x80', 'out %eax,$0x80', 'out %al,(%dx)', 'out %ax,(%dx)', 'out %eax,(%dx)',
     'in (%dx),%al', 'in (%dx),%ax', 'in (%dx),%eax',
     `rep outsb %ds:(%${b}si),(%dx)`, `rep outsw %ds:(%${b}si),(%dx)`, `rep outsl %ds:(%${b}si),(%dx)`,
     `rep insb (%dx),%es:(%${b}di)`, `rep insl (%dx),%es:(%${b}di)`,
-    'jmp 0x1000', 'jne 0x1000', 'je 0x106e', 'jmp 0x1064', 'hlt', 'sti', 'cli', 'nop', 'cpuid', 'ud2',
+    'jmp 0x1000', 'jne 0x1000', 'je 0x1070', 'jmp 0x1066', 'hlt', 'sti', 'cli', 'nop', 'cpuid', 'ud2',
   ];
 }
 

@@ -132,6 +132,11 @@ export class Asm {
     return this.sized(size).bytes(0x81).modrmReg(7, reg).imm(value, 4);
   }
 
+  /** test al, imm8 */
+  testAl(mask: number): this {
+    return this.bytes(0xa8, mask);
+  }
+
   xor(dst: Reg, src: Reg): this {
     return this.bytes(0x31).modrmReg(src, dst);
   }
