@@ -19,7 +19,7 @@ import { checkConfig, describeMismatches, parseConfig, type ConfigWish } from '.
 import { ImageBuildError, output, run } from './host.ts';
 import { downloadBusybox, ensurePackages } from './packages.ts';
 import { progressLine, progressPrinter, type BuildProgress } from './progress.ts';
-import { ARCH_RECIPES, BUILDER_VERSION, IMAGE_ARCHS, recipeHash, recipePath, type ImageArch } from './recipe.ts';
+import { ARCH_RECIPES, BUILDER_VERSION, IMAGE_ARCHS, kernelRecipeHash, recipeHash, recipePath, type ImageArch } from './recipe.ts';
 
 export { imagePaths, cacheRoot, type ImagePaths } from './cache.ts';
 export { ImageBuildError } from './host.ts';
@@ -123,15 +123,21 @@ export async function buildImages(options: BuildOptions = {}): Promise<ImageSet>
       const make = (log: string, ...targets: string[]): Promise<void> =>
         run('make', ['-C', source.dir, `O=${kbuild}`, `ARCH=${recipe.kernelArch}`, ...targets], { log, env: kernelEnv() });
 
-      await stage(arch, 'configure', 'configuring the kernel (tinyconfig + recipe fragments)', async (log) => {
-        await make(log, 'tinyconfig');
-        await run(join(source.dir, 'scripts', 'kconfig', 'merge_config.sh'),
-          ['-m', '-O', kbuild, join(kbuild, '.config'), ...recipe.fragments.map(recipePath)], { log, cwd: source.dir });
-        await make(log, 'olddefconfig');
-        verifyFragments(recipe.fragments, readFileSync(join(kbuild, '.config'), 'utf8'), arch);
-      });
-      await stage(arch, 'kernel', `building the kernel (make -j${jobs} bzImage vmlinux)`, (log) =>
-        make(log, `-j${jobs}`, 'bzImage', 'vmlinux'));
+      const kernelHash = kernelRecipeHash(arch);
+      const previous = options.force ? undefined : findBuiltKernel(arch, kernelHash);
+      if (previous) {
+        info(`reusing the kernel built from the same config fragments in ${previous}`, arch);
+      } else {
+        await stage(arch, 'configure', 'configuring the kernel (tinyconfig + recipe fragments)', async (log) => {
+          await make(log, 'tinyconfig');
+          await run(join(source.dir, 'scripts', 'kconfig', 'merge_config.sh'),
+            ['-m', '-O', kbuild, join(kbuild, '.config'), ...recipe.fragments.map(recipePath)], { log, cwd: source.dir });
+          await make(log, 'olddefconfig');
+          verifyFragments(recipe.fragments, readFileSync(join(kbuild, '.config'), 'utf8'), arch);
+        });
+        await stage(arch, 'kernel', `building the kernel (make -j${jobs} bzImage vmlinux)`, (log) =>
+          make(log, `-j${jobs}`, 'bzImage', 'vmlinux'));
+      }
 
       const bb = busybox.get(recipe.debianArch)!;
       const out = join(root, `${arch}.partial`);
@@ -144,10 +150,13 @@ export async function buildImages(options: BuildOptions = {}): Promise<ImageSet>
         await run('gzip', ['-n', '-9', '-c', join(out, 'initramfs.cpio')], { log, stdout: join(out, 'initramfs.cpio.gz') });
       });
 
-      copyFileSync(join(kbuild, 'arch', 'x86', 'boot', 'bzImage'), join(out, 'bzImage'));
-      copyFileSync(join(kbuild, 'vmlinux'), join(out, 'vmlinux'));
-      copyFileSync(join(kbuild, '.config'), join(out, 'config'));
-      writeManifest(out, { arch, hash, linuxSource: source.name, busybox: bb.deb, buildMs: Date.now() - a0 });
+      const [bzImage, vmlinux, config] = previous
+        ? [join(previous, 'bzImage'), join(previous, 'vmlinux'), join(previous, 'config')]
+        : [join(kbuild, 'arch', 'x86', 'boot', 'bzImage'), join(kbuild, 'vmlinux'), join(kbuild, '.config')];
+      copyFileSync(bzImage, join(out, 'bzImage'));
+      copyFileSync(vmlinux, join(out, 'vmlinux'));
+      copyFileSync(config, join(out, 'config'));
+      writeManifest(out, { arch, hash, kernelHash, linuxSource: source.name, busybox: bb.deb, buildMs: Date.now() - a0 });
       const final = imagePaths(arch, hash).dir;
       rmSync(final, { recursive: true, force: true });
       renameSync(out, final);
@@ -270,14 +279,30 @@ export function initramfsList(busybox: string, applets: readonly string[]): stri
   return `${lines.join('\n')}\n`;
 }
 
-function writeManifest(dir: string, info: { arch: ImageArch; hash: string; linuxSource: string; busybox: string; buildMs: number }): void {
+/** A complete image directory of any recipe whose kernel came from the same fragments. */
+function findBuiltKernel(arch: ImageArch, kernelHash: string): string | undefined {
+  const images = join(cacheRoot(), 'images');
+  if (!existsSync(images)) return undefined;
+  for (const hash of readdirSync(images)) {
+    const dir = join(images, hash, arch);
+    try {
+      const manifest = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as { kernelRecipe?: string };
+      if (manifest.kernelRecipe === kernelHash && ['bzImage', 'vmlinux', 'config'].every((f) => existsSync(join(dir, f)))) return dir;
+    } catch {
+      // No manifest (incomplete or foreign directory): not a candidate.
+    }
+  }
+  return undefined;
+}
+
+function writeManifest(dir: string, info: { arch: ImageArch; hash: string; kernelHash: string; linuxSource: string; busybox: string; buildMs: number }): void {
   const files: Record<string, { size: number; sha256: string }> = {};
   for (const f of ['bzImage', 'vmlinux', 'initramfs.cpio', 'initramfs.cpio.gz', 'config']) {
     const data = readFileSync(join(dir, f));
     files[f] = { size: data.length, sha256: createHash('sha256').update(data).digest('hex') };
   }
   const manifest = {
-    arch: info.arch, recipe: info.hash, builderVersion: BUILDER_VERSION, linuxSource: info.linuxSource,
+    arch: info.arch, recipe: info.hash, kernelRecipe: info.kernelHash, builderVersion: BUILDER_VERSION, linuxSource: info.linuxSource,
     busybox: info.busybox, buildSeconds: Math.round(info.buildMs / 1000), files,
   };
   writeFileSync(join(dir, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);

@@ -56,8 +56,8 @@ export interface HostSetup {
 }
 
 /** Make sure the build packages are installed and the busybox architectures are known to dpkg. */
-export async function ensurePackages(setup: HostSetup): Promise<{ updated: boolean }> {
-  const missing = await missingPackages(BUILD_PACKAGES);
+export async function ensurePackages(setup: HostSetup, packages: readonly string[] = BUILD_PACKAGES): Promise<{ updated: boolean }> {
+  const missing = await missingPackages(packages);
   const native = (await execFileP('dpkg', ['--print-architecture'])).stdout.trim();
   const foreign = setup.debianArchs.filter((a) => a !== native);
   const known = await foreignArchitectures();

@@ -39,6 +39,18 @@ export function recipePath(name: string): string {
   return RECIPE_DIR + name;
 }
 
+/**
+ * The identity of one architecture's kernel: builder version and its config fragments. A recipe
+ * change that leaves it alone (the initramfs, say) reuses the kernel already built.
+ */
+export function kernelRecipeHash(arch: ImageArch, recipeDir = RECIPE_DIR): string {
+  const h = createHash('sha256').update(`tsvmm-kernel builder ${BUILDER_VERSION} ${arch}\n`);
+  for (const name of ARCH_RECIPES[arch].fragments) {
+    h.update(`${name}\0`).update(readFileSync(recipeDir + name)).update('\0');
+  }
+  return h.digest('hex').slice(0, 16);
+}
+
 /** The recipe's identity: 16 hex digits of SHA-256 over the builder version and every recipe file. */
 export function recipeHash(recipeDir = RECIPE_DIR): string {
   const h = createHash('sha256').update(`tsvmm-images builder ${BUILDER_VERSION}\n`);
