@@ -235,7 +235,7 @@ export async function startWebConsole(options: WebConsoleOptions): Promise<WebCo
 
   function onMessage(v: Viewer, data: RawData, isBinary: boolean): void {
     v.lastSeen = performance.now();
-    const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
+    const bytes = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
     if (!isBinary) {
       const parsed = parseClientMessage(bytes.toString('utf8'));
       if (parsed.ok) handleControl(v, parsed.message);

@@ -5,7 +5,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Browser, Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { startWebConsole, type WebConsole } from '../../web/server.ts';
 import { browserMissing, connectionState, launchChromium, screen, waitForLine } from './support/browser.ts';
 import { HostShell, PROMPT } from './support/host-shell.ts';
@@ -20,6 +20,7 @@ describe.skipIf(missing !== undefined)('web console in chromium', () => {
   let web: WebConsole;
   let browser: Browser;
   const log: string[] = [];
+  const pageErrors: string[] = [];
 
   beforeAll(async () => {
     shell = new HostShell();
@@ -33,11 +34,13 @@ describe.skipIf(missing !== undefined)('web console in chromium', () => {
     await shell?.close();
   });
 
+  afterEach(() => {
+    expect(pageErrors).toEqual([]); // no uncaught script errors on any page
+  });
+
   async function open(url: string): Promise<Page> {
     const page = await browser.newPage({ viewport: { width: 1000, height: 600 }, acceptDownloads: true });
-    page.on('pageerror', (err) => {
-      throw err;
-    });
+    page.on('pageerror', (err) => pageErrors.push(String(err)));
     const res = await page.goto(url);
     expect(res?.status()).toBe(200);
     await page.waitForSelector('#conn[data-state="connected"]');
