@@ -20,6 +20,9 @@
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
       "cflags_cc!": ["-fno-exceptions"],
       "cflags_cc": ["-std=c++17", "-fexceptions", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      # Never unloaded: the kick signal handler and the vCPU table must outlive every worker
+      # thread that loaded the addon (Node unloads an addon when its last worker exits).
+      "ldflags": ["-Wl,-z,nodelete"],
       "conditions": [
         ["OS!='linux'", { "type": "none" }]
       ]
