@@ -40,8 +40,10 @@ function pick(size: number, h32: Handler, h16: Handler, h8: Handler): Handler { 
 // ModRM state of the instruction being decoded.
 let mMod = 0, mReg = 0, mRm = 0;
 let segOverride = -1;
+let hadModrm = false;
 
 function modrm(i: Insn): boolean {
+  hadModrm = true;
   const b = u8();
   mMod = b >> 6; mReg = (b >> 3) & 7; mRm = b & 7;
   if (mMod === 3) { i.rm = mRm; return false; }
@@ -106,6 +108,7 @@ export function decodeInsn(bytes: Uint8Array, start: number, end: number, code32
 function decodeInto(i: Insn, code32: boolean): void {
   let o16 = !code32, a16 = !code32;
   segOverride = -1;
+  hadModrm = false;
   let op: number;
   for (;;) {
     op = u8();
@@ -127,7 +130,8 @@ function decodeInto(i: Insn, code32: boolean): void {
   i.o16 = o16; i.a16 = a16;
   if (segOverride >= 0) i.seg = segOverride;
   const osz = o16 ? 2 : 4;
-  if (op === 0x0f) { decode0F(i, u8(), osz); return; }
+  lastOpcode = op;
+  if (op === 0x0f) { lastOpcode = 0x0f00 | buf[pos]; decode0F(i, u8(), osz); return; }
 
   if (op < 0x40 && (op & 7) < 6) { // ALU
     const alu = op >> 3, form = op & 7;
@@ -405,4 +409,65 @@ function decode0F(i: Insn, op: number, osz: number): void {
     case 0xc7: { const mem = modrm(i); i.fn = mem && mReg === 1 ? A.cmpxchg8b : Y.ud; return; }
     case 0xff: i.fn = Y.ud; return; // UD0
   }
+}
+
+// ---- Form identification, for the differential harness's coverage report.
+
+let lastOpcode = 0;
+/** Opcodes whose ModRM.reg selects the operation (or a segment register) rather than a register operand. */
+const GROUPS = new Set([0x80, 0x81, 0x82, 0x83, 0x8c, 0x8e, 0x8f, 0xc0, 0xc1, 0xc6, 0xc7, 0xd0, 0xd1, 0xd2, 0xd3, 0xf6, 0xf7, 0xfe, 0xff,
+  0x0f00, 0x0f01, 0x0fba, 0x0fc7]);
+const STRING_OPS = new Set([0x6c, 0x6d, 0x6e, 0x6f, 0xa4, 0xa5, 0xa6, 0xa7, 0xaa, 0xab, 0xac, 0xad, 0xae, 0xaf]);
+
+/**
+ * The form of the 32-bit-code instruction in `bytes`: opcode, operand size when it changes
+ * decoding, REP for string ops, ModRM group member and register-vs-memory operand.
+ * Returns null for bytes that do not decode.
+ */
+export function formOf(bytes: Uint8Array): { key: string; implemented: boolean } | null {
+  const i = decodeInsn(bytes, 0, bytes.length, true);
+  if (i === null) return null;
+  const op = lastOpcode;
+  const hex = op > 0xff ? `0f${(op & 0xff).toString(16).padStart(2, '0')}` : op.toString(16).padStart(2, '0');
+  let key = hex;
+  if (hadModrm) {
+    if (GROUPS.has(op)) key += `/${mReg}`;
+    key += mMod === 3 ? ' r' : ' m';
+  }
+  if (STRING_OPS.has(op) && i.rep !== 0) key = (i.rep === 1 ? 'rep ' : 'repne ') + key;
+  if (i.o16) {
+    // Only a distinct form when the operand size changes what runs.
+    const plain = bytes.subarray(bytes.indexOf(0x66) + 1);
+    const j = decodeInsn(plain, 0, plain.length, true);
+    if (j === null || j.fn !== i.fn || j.nextOff !== i.nextOff - 1 || O16_SENSITIVE.has(op)) key = 'o16 ' + key;
+  }
+  if (i.a16) key = 'a16 ' + key;
+  return { key, implemented: i.fn !== unimplemented };
+}
+/** Opcodes whose handler reads i.o16 itself. */
+const O16_SENSITIVE = new Set([0x06, 0x07, 0x0e, 0x16, 0x17, 0x1e, 0x1f, 0x98, 0x99, 0x9c, 0x9d, 0xc2, 0xc3, 0xc8, 0xc9, 0xca, 0xcb,
+  0xcf, 0xe8, 0xe9, 0xeb, 0x70, 0x71, 0x72, 0x73, 0x74, 0x75, 0x76, 0x77, 0x78, 0x79, 0x7a, 0x7b, 0x7c, 0x7d, 0x7e, 0x7f,
+  0x0fa0, 0x0fa1, 0x0fa8, 0x0fa9, 0x0f01, 0x0f00, 0x8c, 0xff, 0xc4, 0xc5, 0x0fb2, 0x0fb4, 0x0fb5, 0x62, 0x6c, 0x6d, 0x6e, 0x6f,
+  0xa4, 0xa5, 0xa6, 0xa7, 0xaa, 0xab, 0xac, 0xad, 0xae, 0xaf, 0xe0, 0xe1, 0xe2, 0xe3]);
+
+/** Every form the decoder implements, by enumerating opcodes x operand size x ModRM variants. */
+export function implementedForms(): Set<string> {
+  const out = new Set<string>();
+  const tryBytes = (b: number[]): void => {
+    const f = formOf(Uint8Array.from([...b, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]));
+    if (f !== null && f.implemented) out.add(f.key);
+  };
+  const PREFIXES = new Set([0x26, 0x2e, 0x36, 0x3e, 0x64, 0x65, 0x66, 0x67, 0xf0, 0xf2, 0xf3, 0x0f]);
+  const opcodes: number[][] = [];
+  for (let op = 0; op < 256; op++) if (!PREFIXES.has(op)) opcodes.push([op]);
+  for (let op = 0; op < 256; op++) opcodes.push([0x0f, op]);
+  for (const ob of opcodes) {
+    for (const pre of [[], [0x66], [0xf3], [0xf2], [0x66, 0xf3]]) {
+      for (let reg = 0; reg < 8; reg++) {
+        tryBytes([...pre, ...ob, 0xc0 | (reg << 3)]);
+        tryBytes([...pre, ...ob, reg << 3]);
+      }
+    }
+  }
+  return out;
 }

@@ -83,7 +83,7 @@ function checkCode(c: Cpu, sel: number, vec: number): number {
 }
 
 /** Deliver interrupt `vector` with return address c.eip. `soft`: INT n (gate DPL checked). */
-export function interrupt(c: Cpu, vector: number, soft: boolean, hasErr: boolean, err: number): void {
+export function interrupt(c: Cpu, vector: number, soft: boolean, hasErr: boolean, err: number, faultClass = false): void {
   if ((c.cr0 & CR0_PE) === 0) throw new Unsupported(`real-mode interrupt ${vector}`);
   const idx = vector << 3;
   const ext = soft ? 0 : 1;
@@ -104,7 +104,8 @@ export function interrupt(c: Cpu, vector: number, soft: boolean, hasErr: boolean
   if (dpl > c.cpl) c.gp((sel & 0xfffc) | ext);
   const conforming = (descAttr(csHi) & 4) !== 0;
 
-  const oldFlags = c.getFlags();
+  // Faults push EFLAGS with RF set, so that IRET does not re-trigger an instruction breakpoint.
+  const oldFlags = c.getFlags() | (!soft && faultClass ? RF : 0);
   const oldCs = c.segSel[CS], oldSs = c.segSel[SS], oldEsp = c.r[4];
   const push = (lin: number, v: number, user: boolean): void => {
     if (gate32) c.writeSlow(lin, v, 4, user); else c.writeSlow(lin, v, 2, user);
@@ -156,6 +157,8 @@ export function interrupt(c: Cpu, vector: number, soft: boolean, hasErr: boolean
   c.eflags = oldFlags & ~(TF | NT | RF | VM | (gtype & 1 ? 0 : IF));
 }
 
+const FAULT_CLASS = new Set([0, 5, 6, 7, 10, 11, 12, 13, 14, 16, 17]);
+
 function contributory(v: number): boolean { return v === 0 || (v >= 10 && v <= 13); }
 
 /**
@@ -167,7 +170,7 @@ export function deliverException(c: Cpu): boolean {
   for (;;) {
     const saveEsp = c.r[4];
     try {
-      interrupt(c, vector, false, hasErr, err);
+      interrupt(c, vector, false, hasErr, err, FAULT_CLASS.has(vector));
       return true;
     } catch (e) {
       if (e !== FAULT) throw e;
