@@ -289,7 +289,8 @@ export class KvmVcpu implements Vcpu {
       }
       case KvmExit.MMIO: {
         const length = v.getUint32(MMIO_LEN, true);
-        exit.address = Number(v.getBigUint64(MMIO_PHYS_ADDR, true));
+        // Two halves instead of getBigUint64: no BigInt allocated per exit.
+        exit.address = v.getUint32(MMIO_PHYS_ADDR + 4, true) * 0x1_0000_0000 + v.getUint32(MMIO_PHYS_ADDR, true);
         exit.size = length;
         exit.count = 1;
         exit.write = v.getUint8(MMIO_IS_WRITE) !== 0;
