@@ -2,10 +2,17 @@
 // without /dev/kvm) can still run the interpreter, and vice versa.
 import type { BackendName, Hypervisor } from './backend.ts';
 
-export async function openBackend(name: BackendName): Promise<Hypervisor> {
+export interface OpenOptions {
+  /** KVM device path (default /dev/kvm). */
+  kvmDevice?: string;
+  /** The KVM probe's verdict, so the vCPU worker does not probe again. */
+  nativeKernelMode?: boolean;
+}
+
+export async function openBackend(name: BackendName, options: OpenOptions = {}): Promise<Hypervisor> {
   if (name === 'kvm') {
     const { openKvm } = await import('./kvm/kvm.ts');
-    return openKvm();
+    return openKvm({ path: options.kvmDevice, nativeKernelMode: options.nativeKernelMode });
   }
   const { openInterp } = await import('./interp/index.ts');
   return openInterp();

@@ -13,8 +13,11 @@ export interface BackendChoice {
   probe: ProbeResult | undefined;
 }
 
+/** The KVM device; TSVMM_KVM_DEVICE overrides it (a KVM in a container, or a test without KVM). */
+export const KVM_DEVICE = process.env.TSVMM_KVM_DEVICE || '/dev/kvm';
+
 export async function probeKvmOffThread(): Promise<ProbeResult> {
-  const worker = startTsWorker(new URL('./probe-worker.ts', import.meta.url));
+  const worker = startTsWorker(new URL('./probe-worker.ts', import.meta.url), { workerData: KVM_DEVICE });
   try {
     return await new Promise<ProbeResult>((resolve, reject) => {
       worker.once('message', resolve);
@@ -34,7 +37,7 @@ export async function chooseBackend(request: BackendRequest): Promise<BackendCho
   if (request === 'kvm') {
     if (!probe.available) throw new UsageError(`--backend kvm: ${probe.reason}`);
     // Bare-metal guests still run on such a KVM, so the user's explicit choice stands, with a warning.
-    const warning = probe.nativeKernelMode ? '' : `; warning: ${probe.reason}, so a Linux guest will not boot here (use --backend interp or auto)`;
+    const warning = probe.nativeKernelMode ? '' : `; warning: ${probe.reason} (for Linux use --backend interp or auto)`;
     return { name: 'kvm', reason: `requested with --backend kvm${warning}`, probe };
   }
   if (probe.available && probe.nativeKernelMode) {

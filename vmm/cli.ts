@@ -30,6 +30,8 @@ Options for run:
   --console ttyS0|hvc0       which guest console the terminal shows (default ttyS0)
   --no-stdio                 do not attach the terminal (output is still collected)
 
+Environment: TSVMM_KVM_DEVICE names the KVM device (default /dev/kvm).
+
 Console keys: Ctrl-A x quits, Ctrl-A Ctrl-A sends Ctrl-A, Ctrl-A h shows help.
 Exit status: 0 when the guest powers off or resets; 1 on a guest kernel panic or a backend
 failure; 2 for bad options or inputs; 128+N when stopped by signal N.

@@ -5,7 +5,7 @@ import { constants as osConstants } from 'node:os';
 import type { Worker } from 'node:worker_threads';
 import type { BackendName, KickToken } from '../hypervisors/backend.ts';
 import { kick } from '../hypervisors/kick.ts';
-import { chooseBackend, type BackendRequest } from './backend-choice.ts';
+import { KVM_DEVICE, chooseBackend, type BackendRequest } from './backend-choice.ts';
 import { ByteRing } from './byte-ring.ts';
 import { ConsoleHub, type ConsoleName, type PowerAction } from './console-hub.ts';
 import { ConsoleTail } from './console-tail.ts';
@@ -51,6 +51,8 @@ export async function run(options: RunOptions): Promise<number> {
 
   const session = new RunSession(choice.name, {
     backend: choice.name,
+    kvmDevice: KVM_DEVICE,
+    nativeKernelMode: choice.probe?.nativeKernelMode ?? false,
     memBytes: options.memBytes,
     kernel: guest.kernel,
     initrd: guest.initrd,

@@ -12,7 +12,7 @@ const port = parentPort!;
 const post = (m: WorkerMessage) => port.postMessage(m);
 
 async function main(): Promise<Outcome> {
-  const hv = await openBackend(spec.backend);
+  const hv = await openBackend(spec.backend, { kvmDevice: spec.kvmDevice, nativeKernelMode: spec.nativeKernelMode });
   let machine;
   try {
     machine = buildMachine(hv, spec);

@@ -5,6 +5,9 @@ import type { BackendName, KickToken } from '../hypervisors/backend.ts';
 
 export interface MachineSpec {
   backend: BackendName;
+  /** KVM device path and the probe's verdict (KVM only). */
+  kvmDevice: string;
+  nativeKernelMode: boolean;
   memBytes: number;
   kernel: Uint8Array;
   initrd: Uint8Array | undefined;
