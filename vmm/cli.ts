@@ -9,6 +9,7 @@ import { GUEST_ARCHES, type GuestArch } from './guest-source.ts';
 import { buildMemoryMap, MemoryMapError } from './memory-map.ts';
 import { DEFAULT_CMDLINE, log, run } from './run.ts';
 import { parseSize } from './size.ts';
+import { WebAddressError, parseWebAddress } from '../web/cli-options.ts';
 
 const HELP = `tsvmm — a virtual machine monitor in TypeScript
 
@@ -29,6 +30,10 @@ Options for run:
                              at hardware speed, otherwise the x86 interpreter; says which and why)
   --console ttyS0|hvc0       which guest console the terminal shows (default ttyS0)
   --no-stdio                 do not attach the terminal (output is still collected)
+  --deterministic            interpreter only: guest time follows the instruction count and the
+                             RTC starts at a fixed date, so two boots print the same transcript
+  --web [[HOST:]PORT]        serve the console to browsers (xterm.js); prints a URL with an
+                             access token and a read-only URL (default 127.0.0.1, a free port)
 
 Environment: TSVMM_KVM_DEVICE names the KVM device (default /dev/kvm).
 
@@ -47,6 +52,8 @@ const RUN_OPTIONS = {
   backend: { type: 'string', default: 'auto' },
   console: { type: 'string', default: 'ttyS0' },
   'no-stdio': { type: 'boolean', default: false },
+  deterministic: { type: 'boolean', default: false },
+  web: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const satisfies ParseArgsConfig['options'];
 
@@ -63,8 +70,22 @@ function parse<O extends ParseArgsConfig['options']>(args: string[], options: O)
   }
 }
 
+function webAddress(spec: string): { host: string; port: number } {
+  try {
+    return parseWebAddress(spec);
+  } catch (e) {
+    if (e instanceof WebAddressError) throw new UsageError(e.message);
+    throw e;
+  }
+}
+
+/** `--web` may stand alone (loopback, free port): give parseArgs the empty value it needs. */
+function webValueOptional(args: string[]): string[] {
+  return args.flatMap((arg, i) => (arg === '--web' && (i + 1 >= args.length || args[i + 1]!.startsWith('-')) ? [arg, ''] : [arg]));
+}
+
 async function runCommand(args: string[]): Promise<number> {
-  const { values } = parse(args, RUN_OPTIONS);
+  const { values } = parse(webValueOptional(args), RUN_OPTIONS);
   if (values.help) {
     process.stdout.write(HELP);
     return 0;
@@ -86,6 +107,8 @@ async function runCommand(args: string[]): Promise<number> {
     backend: oneOf<BackendRequest>(values.backend, ['auto', 'kvm', 'interp'], '--backend'),
     console: oneOf<ConsoleName>(values.console, CONSOLE_NAMES, '--console'),
     stdio: !values['no-stdio'],
+    deterministic: values.deterministic,
+    web: values.web === undefined ? undefined : webAddress(values.web),
   });
 }
 

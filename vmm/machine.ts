@@ -12,6 +12,8 @@ import { ByteRing } from './byte-ring.ts';
 import type { MachineSpec } from './worker-protocol.ts';
 
 export const COM1 = { port: 0x3f8, irq: 4 } as const;
+/** What the CMOS RTC reads at boot with --deterministic (2026-01-01T00:00:00Z). */
+export const DETERMINISTIC_EPOCH_MS = Date.UTC(2026, 0, 1);
 
 export interface Machine {
   vm: Vm;
@@ -31,6 +33,7 @@ export function buildMachine(hv: Hypervisor, spec: MachineSpec): Machine {
     ram: map.ram.map((r) => ({ guestPhys: r.start, size: r.size })),
     tssAddress: KVM_TSS.start,
     identityMapAddress: KVM_IDENTITY_MAP.start,
+    deterministic: spec.deterministic,
   });
   try {
     const memory = new GuestMemory(vm.ram.map((r) => ({ guestPhys: r.guestPhys, bytes: r.bytes })));
@@ -58,7 +61,9 @@ export function buildMachine(hv: Hypervisor, spec: MachineSpec): Machine {
     let reset = false;
     const i8042 = new I8042({ onReset: () => { reset = true; } });
     for (const port of I8042.ports) bus.addPio(port, 1, i8042);
-    const rtc = new CmosRtc();
+    // The RTC follows the backend's guest clock where it has one (the interpreter's may run on
+    // the instruction count); with --deterministic it also starts at a fixed date.
+    const rtc = new CmosRtc({ clock: vm.clock, baseUnixMs: spec.deterministic ? DETERMINISTIC_EPOCH_MS : undefined });
     bus.addPio(CmosRtc.port, 2, rtc);
 
     return {

@@ -9,9 +9,12 @@ import { KVM_DEVICE, chooseBackend, type BackendRequest } from './backend-choice
 import { ByteRing } from './byte-ring.ts';
 import { ConsoleHub, type ConsoleName, type PowerAction } from './console-hub.ts';
 import { ConsoleTail } from './console-tail.ts';
+import { UsageError } from './errors.ts';
 import { builtInGuest, userGuest, type GuestArch } from './guest-source.ts';
 import { Terminal } from './terminal.ts';
 import { startTsWorker } from './worker.ts';
+import { startWebConsole } from '../web/server.ts';
+import { webConsoleLines } from '../web/cli-options.ts';
 import { Control, type MachineSpec, type Outcome, type WorkerMessage } from './worker-protocol.ts';
 
 export interface RunOptions {
@@ -27,7 +30,14 @@ export interface RunOptions {
   console: ConsoleName;
   /** Attach the user's terminal. */
   stdio: boolean;
+  /** Guest time from the instruction count (interpreter only). */
+  deterministic?: boolean;
+  /** Serve the browser console on this address. */
+  web?: { host: string; port: number };
 }
+
+const DETERMINISTIC_NEEDS_INTERP =
+  '--deterministic: only the interpreter backend can derive guest time from the instruction count; add --backend interp';
 
 /** What tsvmm puts on the kernel command line unless --cmdline replaces it. */
 export const DEFAULT_CMDLINE = 'console=ttyS0 reboot=t panic=-1';
@@ -43,8 +53,10 @@ export function log(message: string): void {
 export async function run(options: RunOptions): Promise<number> {
   // The user's files are checked before the backend probe, so a typo fails at once.
   const ownGuest = await userGuest(options);
+  if (options.deterministic && options.backend === 'kvm') throw new UsageError(DETERMINISTIC_NEEDS_INTERP);
   const choice = await chooseBackend(options.backend);
   log(`backend ${choice.name}: ${choice.reason}`);
+  if (options.deterministic && choice.name !== 'interp') throw new UsageError(DETERMINISTIC_NEEDS_INTERP);
   const guest = ownGuest ?? (await builtInGuest(options, choice.name));
   log(`guest: ${guest.description}`);
   const cmdline = [options.cmdline ?? DEFAULT_CMDLINE, ...options.append].join(' ').trim();
@@ -58,6 +70,7 @@ export async function run(options: RunOptions): Promise<number> {
     initrd: guest.initrd,
     cmdline,
     longMode: choice.name === 'kvm',
+    deterministic: options.deterministic ?? false,
     serialOut: new ByteRing(SERIAL_RING_BYTES).buffer,
     serialIn: new ByteRing(64 * 1024).buffer,
     control: new SharedArrayBuffer(Control.words * 4),
@@ -102,6 +115,8 @@ class RunSession {
       this.terminal = new Terminal({ hub: this.hub, console: this.options.console, onQuit: () => this.requestStop('quit with Ctrl-A x') });
     }
     const pump = this.pumpSerial();
+    const web = this.options.web ? await startWebConsole({ hub: this.hub, ...this.options.web, log }) : undefined;
+    if (web) for (const line of webConsoleLines(web)) process.stdout.write(`${line}\n`);
     try {
       let outcome: Outcome;
       for (;;) {
@@ -119,6 +134,7 @@ class RunSession {
       return this.report(outcome);
     } finally {
       this.finished = true;
+      await web?.close();
       this.terminal?.restore();
       for (const s of signals) process.off(s, onSignal);
     }

@@ -14,6 +14,8 @@ export interface MachineSpec {
   cmdline: string;
   /** Enter the kernel in 64-bit mode where it supports that (KVM on x86_64). */
   longMode: boolean;
+  /** Guest time from the instruction count, RTC at a fixed date (interpreter only). */
+  deterministic: boolean;
   /** ByteRing: serial output, worker → main. */
   serialOut: SharedArrayBuffer;
   /** ByteRing: serial input, main → worker. */
