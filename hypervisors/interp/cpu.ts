@@ -259,12 +259,17 @@ export class Cpu {
   // ---------------------------------------------------------------- TLB and paging
 
   setCpl(cpl: number): void {
+    this.tlbEpoch++;
     this.cpl = cpl;
     if (cpl === 3) { this.tlbR = this.tlbR3; this.tlbW = this.tlbW3; }
     else { this.tlbR = this.tlbR0; this.tlbW = this.tlbW0; }
   }
 
+  /** Bumped on every TLB flush/INVLPG: cached block successor links are valid within one epoch. */
+  tlbEpoch = 0;
+
   flushTlb(): void {
+    this.tlbEpoch++;
     if (this.tlbCount >= TLB_LIST_MAX) {
       this.tlbR0.fill(-1); this.tlbW0.fill(-1); this.tlbR3.fill(-1); this.tlbW3.fill(-1);
     } else {
@@ -278,6 +283,7 @@ export class Cpu {
   }
 
   invlpg(lin: number): void {
+    this.tlbEpoch++;
     const p = lin >>> 12;
     this.tlbR0[p] = -1; this.tlbW0[p] = -1; this.tlbR3[p] = -1; this.tlbW3[p] = -1;
   }
@@ -475,7 +481,8 @@ export class Cpu {
     const user = this.cpl === 3;
     if (this.tlbW[lin >>> 12] === -1) this.translate(lin, true, user);
     const last = (lin + size - 1) | 0;
-    if ((last ^ lin) >>> 12 !== 0 && this.tlbW[last >>> 12] === -1) this.translate(last, true, user);
+    // The second page faults at its first byte (CR2), as on the CPU.
+    if ((last ^ lin) >>> 12 !== 0 && this.tlbW[last >>> 12] === -1) this.translate(last & ~0xfff, true, user);
   }
 
   /** Supervisor-privilege accesses (descriptor tables, TSS, interrupt frames). */
@@ -507,7 +514,7 @@ export class Cpu {
     if (((lin & 0xfff) + size) > 0x1000) {
       // Check both pages first: a faulting second page must leave memory untouched.
       this.translate(lin, true, user);
-      this.translate((lin + size - 1) | 0, true, user);
+      this.translate((lin + size - 1) & ~0xfff, true, user);
       for (let i = 0; i < size; i++) this.writeSlow((lin + i) | 0, v >> (8 * i), 1, user);
       return;
     }

@@ -14,11 +14,22 @@ const MAX_BLOCK = 64;
 
 /** A run of instructions decoded from one physical page, ending at a branch or the page end. */
 class Block {
+  /** False once its page was written: successor links to it must not be followed. */
+  valid = true;
+  // Two cached successors (taken / fall-through), each valid for one TLB epoch and CS mode:
+  // following them skips the TLB and block-map lookups between blocks.
+  succA: Block | null = null;
+  succAEip = 0;
+  succAEpoch = -1;
+  succB: Block | null = null;
+  succBEip = 0;
+  succBEpoch = -1;
   constructor(
     readonly insns: Insn[],
     /** Offset of the instruction after the block. */
     readonly endOff: number,
     readonly key: number,
+    readonly code32: boolean,
   ) {}
 }
 
@@ -54,12 +65,13 @@ export class Executor {
   invalidatePage(page: number): void {
     const list = this.pageBlocks.get(page);
     if (list === undefined) return;
-    for (const b of list) this.blocks.delete(b.key);
+    for (const b of list) { this.blocks.delete(b.key); b.valid = false; }
     this.pageBlocks.delete(page);
   }
 
   /** Drop every decoded block (after the VMM rewrote guest memory behind our back). */
   flushCode(): void {
+    for (const b of this.blocks.values()) b.valid = false;
     this.blocks.clear();
     this.pageBlocks.clear();
     this.cpu.codePage.fill(0);
@@ -79,7 +91,7 @@ export class Executor {
       if (i.bytes !== '') break; // unimplemented: it stops execution
     }
     if (insns.length === 0) return null;
-    const b = new Block(insns, off, key);
+    const b = new Block(insns, off, key, code32);
     this.blocks.set(key, b);
     const page = phys >>> 12;
     let list = this.pageBlocks.get(page);
@@ -98,10 +110,42 @@ export class Executor {
       const i = decodeInsn(s, 0, n + 1, code32);
       if (i !== null) {
         i.off = 0;
-        return new Block([i], i.nextOff, -1);
+        return new Block([i], i.nextOff, -1, code32);
       }
     }
-    return new Block([decodeInsn(s, 0, 16, code32)!], 16, -1);
+    return new Block([decodeInsn(s, 0, 16, code32)!], 16, -1, code32);
+  }
+
+  /** Set by lookup() when fetching must leave run() (non-RAM fetch, triple fault). */
+  private lookupExit = EXIT_NONE;
+
+  /** The block at CS:eip (decoding it if needed); null when fetching faulted (delivered). */
+  private lookup(c: Cpu, eip: number): Block | null {
+    const lin = (c.segBase[1] + eip) | 0;
+    const code32 = c.code32;
+    const x = c.tlbR[lin >>> 12];
+    try {
+      const phys = x !== -1 ? lin ^ x : c.translate(lin, false, c.cpl === 3);
+      if (phys >= c.memSize) {
+        c.exitReason = EXIT_INTERNAL;
+        c.exitDetail = `instruction fetch from non-RAM address ${phys.toString(16)} (EIP ${(eip >>> 0).toString(16)})`;
+        this.lookupExit = EXIT_INTERNAL;
+        return null;
+      }
+      const key = code32 ? phys : phys + 0x100000000;
+      let blk = this.blocks.get(key);
+      if (blk === undefined) {
+        const b = this.decodeBlock(c, phys, code32, key);
+        return b ?? this.decodeStraddling(c, lin, code32);
+      }
+      return blk;
+    } catch (e) {
+      if (e === FAULT) {
+        if (!deliverException(c)) { this.lookupExit = this.shutdown(); }
+        return null;
+      }
+      throw e;
+    }
   }
 
   /** Run until an exit; returns an ExitReason number. */
@@ -109,6 +153,7 @@ export class Executor {
     const c = this.cpu;
     const ctrl = this.control;
     let poll = 0;
+    let prev: Block | null = null;
     for (;;) {
       if (++poll >= 256) {
         poll = 0;
@@ -124,31 +169,26 @@ export class Executor {
       } else c.inhibitIrq = false;
 
       const eip = c.eip;
-      const lin = (c.segBase[1] + eip) | 0;
-      const code32 = c.code32;
-      let blk: Block | undefined | null;
-      let phys: number;
-      const x = c.tlbR[lin >>> 12];
-      try {
-        phys = x !== -1 ? lin ^ x : c.translate(lin, false, c.cpl === 3);
-        if (phys >= c.memSize) {
-          c.exitReason = EXIT_INTERNAL;
-          c.exitDetail = `instruction fetch from non-RAM address ${phys.toString(16)} (EIP ${(eip >>> 0).toString(16)})`;
-          return EXIT_INTERNAL;
-        }
-        const key = code32 ? phys : phys + 0x100000000;
-        blk = this.blocks.get(key);
-        if (blk === undefined) {
-          blk = this.decodeBlock(c, phys, code32, key);
-          if (blk === null) blk = this.decodeStraddling(c, lin, code32);
-        }
-      } catch (e) {
-        if (e === FAULT) {
-          if (!deliverException(c)) return this.shutdown();
+      let blk: Block | undefined | null = null;
+      if (prev !== null) {
+        const ep = c.tlbEpoch;
+        if (prev.succAEip === eip && prev.succAEpoch === ep && prev.succA!.valid && prev.succA!.code32 === c.code32) blk = prev.succA;
+        else if (prev.succBEip === eip && prev.succBEpoch === ep && prev.succB!.valid && prev.succB!.code32 === c.code32) blk = prev.succB;
+      }
+      if (blk === null) {
+        blk = this.lookup(c, eip);
+        if (blk === null) {
+          prev = null;
+          if (this.lookupExit !== EXIT_NONE) { const r = this.lookupExit; this.lookupExit = EXIT_NONE; return r; }
           continue;
         }
-        throw e;
       }
+      if (prev !== null && prev.succA !== blk && prev.succB !== blk) {
+        // Replace the older link.
+        prev.succB = prev.succA; prev.succBEip = prev.succAEip; prev.succBEpoch = prev.succAEpoch;
+        prev.succA = blk; prev.succAEip = eip; prev.succAEpoch = c.tlbEpoch;
+      }
+      prev = blk.key === -1 ? null : blk;
 
       const ins = blk.insns, n = ins.length;
       c.base = eip;

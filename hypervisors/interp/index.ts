@@ -17,13 +17,15 @@ import {
 } from '../backend.ts';
 import { Cpu, EXIT_IO, EXIT_MMIO } from './cpu.ts';
 import { Executor, type InterruptSource } from './exec.ts';
+import { InterpPlatform } from './platform.ts';
 import { setSegCache } from './protmode.ts';
 import { SEG_NAMES } from './state.ts';
 
 export { Cpu } from './cpu.ts';
 export { Executor } from './exec.ts';
 
-const CAPABILITIES: Capabilities = { irqchip: false, ioeventfd: false, irqfd: false, nativeKernelMode: false };
+// irqchip: the PIC pair and PIT live in the backend (platform.ts), as KVM's do in the kernel.
+const CAPABILITIES: Capabilities = { irqchip: true, ioeventfd: false, irqfd: false, nativeKernelMode: false };
 
 /** The CPU the interpreter presents: a family-6 part without FPU, with TSC, MSR, CX8, PSE and CMOV. */
 export function defaultCpuid(): CpuidEntry[] {
@@ -49,7 +51,9 @@ export class InterpVm implements Vm {
   readonly ram: readonly RamRegion[];
   readonly memory: SharedArrayBuffer;
   private readonly vcpus: InterpVcpu[] = [];
-  /** Where setIrqLine goes; the platform interrupt controller (PIC) attaches here. */
+  /** PIC, PIT and guest clock, served inside the backend. */
+  readonly platform: InterpPlatform;
+  /** Where setIrqLine goes: the platform's PIC. */
   irqHandler: ((gsi: number, level: boolean) => void) | null = null;
 
   constructor(config: VmConfig) {
@@ -64,11 +68,18 @@ export class InterpVm implements Vm {
     top = Math.ceil(top / 4096) * 4096;
     this.memory = new SharedArrayBuffer(top);
     this.ram = config.ram.map((r) => ({ guestPhys: r.guestPhys, size: r.size, fd: -1, bytes: new Uint8Array(this.memory, r.guestPhys, r.size) }));
+    this.platform = new InterpPlatform({ deterministic: config.deterministic ?? false });
+    this.irqHandler = (gsi, level) => this.platform.pic.setIrq(gsi, level);
   }
+
+  /** The guest clock the platform chips run on; the VMM's timed devices (RTC) follow it. */
+  get clock(): { nowNs(): number } { return this.platform.clock; }
 
   createVcpu(id: number): InterpVcpu {
     if (this.vcpus.length > 0) throw new Error('interpreter backend: one vCPU per VM (SMP is not implemented)');
     const v = new InterpVcpu(id, this.memory);
+    v.platform = this.platform;
+    this.platform.attach(v.cpu, v.executor, v.kickControl);
     this.vcpus.push(v);
     return v;
   }
@@ -112,6 +123,8 @@ export class InterpVcpu implements Vcpu {
   private readonly control = new SharedArrayBuffer(4);
   private readonly dataViews: Uint8Array[] = [];
   private lastWasRead = false;
+  /** Ports answered inside the backend (PIC, PIT): such I/O never exits to the VMM. */
+  platform: InterpPlatform | null = null;
 
   constructor(readonly id: number, memory: SharedArrayBuffer) {
     this.cpu.attachMemory(memory as unknown as ArrayBuffer);
@@ -186,10 +199,13 @@ export class InterpVcpu implements Vcpu {
   /** The VMM changed guest memory directly (loaded a kernel...): drop decoded code. */
   invalidateCode(): void { this.executor.flushCode(); }
 
+  /** The shared word kicks set (hypervisors/kick.ts); the platform parks HLT on it. */
+  get kickControl(): SharedArrayBuffer { return this.control; }
+
   run(): ExitReason {
     const c = this.cpu;
     if (this.lastWasRead) { c.replay = true; c.replayAddr = this.exit.address; this.lastWasRead = false; }
-    const reason = this.executor.run();
+    const reason = this.runPlatform();
     c.replay = false;
     const x = this.exit;
     if (reason === EXIT_IO || reason === EXIT_MMIO) {
@@ -200,6 +216,24 @@ export class InterpVcpu implements Vcpu {
       x.detail = c.exitDetail;
     }
     return reason as ExitReason;
+  }
+
+  /** Run, answering platform-port I/O in place (an IN is re-executed with the value, as for the VMM). */
+  private runPlatform(): number {
+    const c = this.cpu, p = this.platform;
+    if (p === null) return this.executor.run();
+    p.poll(); // timers stay on time even when I/O exits come faster than the executor's poll interval
+    for (;;) {
+      const reason = this.executor.run();
+      if (reason !== EXIT_IO || !p.ownsPort(c.exitPort)) return reason;
+      if (c.exitWrite) {
+        const size = c.exitSize, v = c.exitView.getInt32(0, true);
+        p.pioWrite(c.exitPort, size, size === 1 ? v & 0xff : size === 2 ? v & 0xffff : v >>> 0);
+      } else {
+        c.exitView.setInt32(0, p.pioRead(c.exitPort, c.exitSize), true);
+        c.replay = true; c.replayAddr = c.exitPort;
+      }
+    }
   }
 
   kickToken(): KickToken { return { backend: 'interp', control: this.control }; }

@@ -146,6 +146,16 @@ export function neg8m(c: Cpu, i: Insn): void { const l = ea(c, i); c.write8(l, a
 export function shift(c: Cpu, op: number, v: number, count: number, bits: number): number {
   count &= 31;
   if (count === 0) return v;
+  if (bits === 32 && op >= 4) {
+    // Hot path: 32-bit SHL/SHR/SAR set all six arithmetic flags, so nothing needs settling.
+    let r: number, cf: number, of: number;
+    if (op === 5) { r = v >>> count; cf = (v >>> (count - 1)) & 1; of = v < 0 ? OF : 0; }
+    else if (op === 7) { r = v >> count; cf = (v >> (count - 1)) & 1; of = 0; }
+    else { r = v << count; cf = (v >>> (32 - count)) & 1; of = ((r >>> 31) ^ cf) !== 0 ? OF : 0; }
+    c.eflags = (c.eflags & ~ARITH) | cf | of;
+    c.ccOp = CC_LOGIC; c.ccA = 0; c.ccB = 0; c.ccRes = r; c.ccShift = 0; c.lazy = ZF | SF | PF;
+    return r;
+  }
   const sh = 32 - bits;
   const mask = bits === 32 ? -1 : (1 << bits) - 1;
   v &= mask;
@@ -214,8 +224,7 @@ export function shift(c: Cpu, op: number, v: number, count: number, bits: number
     c.settleFlags();
     c.eflags = (c.eflags & ~(CF | OF)) | cf | (of ? OF : 0);
   } else {
-    c.settleFlags();
-    c.eflags = (c.eflags & ~(CF | OF | AF)) | cf | (of ? OF : 0);
+    c.eflags = (c.eflags & ~ARITH) | cf | (of ? OF : 0);
     c.ccOp = CC_LOGIC; c.ccA = 0; c.ccB = 0; c.ccRes = r; c.ccShift = sh; c.lazy = ZF | SF | PF;
   }
   return r;
@@ -252,8 +261,7 @@ function shiftd(c: Cpu, left: boolean, dst: number, src: number, cnt: number, bi
   }
   const sh = 32 - bits;
   const of = (((r ^ dst) << sh) < 0) ? OF : 0;
-  c.settleFlags();
-  c.eflags = (c.eflags & ~(CF | OF | AF)) | cf | of;
+  c.eflags = (c.eflags & ~ARITH) | cf | of;
   c.ccOp = CC_LOGIC; c.ccA = 0; c.ccB = 0; c.ccRes = r; c.ccShift = sh; c.lazy = ZF | SF | PF;
   return r;
 }

@@ -29,6 +29,11 @@ export function runBatch(hv: Hypervisor, image: Uint8Array, n: number, seed: num
   const entries: number[] = [];
   for (let k = 0; k <= n; k++) entries.push(dv.getUint32(CODE + 4 * k, true));
   const r = drive(m, entries, optsFor(hv));
+  for (let k = 0; k < n; k++) {
+    const rec = RESULTS + k * REC;
+    const eip = dv.getUint32(rec + 44, true);
+    if (dv.getInt32(rec + 36, true) !== -1 && eip >= CODE && eip < CODE + 0x200000) dv.setUint32(rec + 44, (dv.getUint32(rec + 44, true) - dv.getUint32(CODE + 4 * (n + 1 + k), true)) >>> 0, true);
+  }
   const out: BatchResult = {
     records: m.ram.slice(RESULTS, RESULTS + n * REC), data: m.ram.slice(DATA, DATA + n * DATA_SIZE),
     seg33: m.ram.slice(SEG_BASE_33, SEG_BASE_33 + 0x10000), exits: r.exits,
@@ -38,6 +43,7 @@ export function runBatch(hv: Hypervisor, image: Uint8Array, n: number, seed: num
   return out;
 }
 
+const OMIT_SELECTORS = true;
 const FIELDS = ['eax', 'ecx', 'edx', 'ebx', 'esp', 'ebp', 'esi', 'edi', 'eflags', 'vector', 'error', 'eip', 'cr2', 'cs'];
 
 export interface Disagreement { k: number; form: string; text: string }
@@ -53,10 +59,13 @@ export function compare(cases: readonly Case[], a: BatchResult, b: BatchResult, 
       let x = da.getUint32(o + 4 * f, true), y = db.getUint32(o + 4 * f, true);
       if (f === 8) { x &= ~c.undef; y &= ~c.undef; x &= ~0x10000; y &= ~0x10000; } // RF in fault frames
       if (f === 12 && vec !== 14) continue; // CR2 only matters for #PF
+      if (f < 8 && (c.ignoreRegs & (1 << f)) !== 0) continue;
       if (f === 13) continue; // CS: 0x2b (64-bit oracle) vs 0x1b by construction
       if (x !== y) diffs.push(`${FIELDS[f]}: ${names[0]} ${x.toString(16)} ${names[1]} ${y.toString(16)}`);
     }
-    for (let s = 0; s < 4; s++) {
+    // Data segment selectors read back as 0 in 64-bit mode on this project's KVM hosts, so the
+    // oracle cannot report them; segment loads are still checked through their faults.
+    for (let s = 0; s < 4 && !OMIT_SELECTORS; s++) {
       const x = da.getUint16(o + 56 + 2 * s, true), y = db.getUint16(o + 56 + 2 * s, true);
       if (x !== y) diffs.push(`${['ds', 'es', 'fs', 'gs'][s]}: ${names[0]} ${x.toString(16)} ${names[1]} ${y.toString(16)}`);
     }
@@ -100,7 +109,7 @@ export function plan(seed: number, perForm: number, streams: number, batch = BAT
   for (let j = 0; j < streams; j++) cases.push(makeStream(cases.length % batch, rng, streamForms));
   for (const f of faultCases()) {
     const c: Case = { form: f.form, bytes: [], regs: Array.from({ length: 8 }, () => rng.val() | 0), esp: DATA + (cases.length % batch) * DATA_SIZE + 112,
-      flags: 0x2 | (rng.u32() & 0x8d5), undef: f.undef ?? 0, pre: [], ds: 0x23, fs: 0x23, post: '', needs67: false };
+      flags: 0x2 | (rng.u32() & 0x8d5), undef: f.undef ?? 0, pre: [], ds: 0x23, fs: 0x23, post: '', needs67: false, ignoreRegs: 0 };
     (c as Case & { rawAsm?: string }).rawAsm = f.asm;
     cases.push(c);
   }

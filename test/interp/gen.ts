@@ -5,7 +5,7 @@
 // instruction bytes and stores the final state into its result record.
 
 import { formOf } from '../../hypervisors/interp/decode.ts';
-import { CODE, CTRL, DATA, DATA_SIZE, PAGE_NP, PAGE_RO, PAGE_SUP, REC, RESULTS, SEG_BASE_33 } from './guest.ts';
+import { CODE, CTRL, DATA, DATA_SIZE, PAGE_NP, PAGE_RO, PAGE_SUP, REC, RESULTS } from './guest.ts';
 
 export const CF = 1, PF = 4, AF = 0x10, ZF = 0x40, SF = 0x80, OF = 0x800;
 const ARITH = CF | PF | AF | ZF | SF | OF;
@@ -54,6 +54,8 @@ export interface Case {
    * and loop counters are 32-bit as in the interpreter's protected mode.
    */
   needs67: boolean;
+  /** Registers (bit mask) not compared. */
+  ignoreRegs: number;
 }
 
 const REG_NAMES = ['eax', 'ecx', 'edx', 'ebx', 'esp', 'ebp', 'esi', 'edi'];
@@ -87,6 +89,11 @@ const NOT_IN_64: [string, string][] = [
   ['ff/2 m', 'stack width'], ['ff/2 r', 'stack width'], ['ff/3 m', 'far pointer width'], ['ff/5 m', 'far pointer width'], ['ff/4 m', 'jump target width'],
   ['0f01/0 m', 'SGDT stores a 64-bit base in 64-bit mode'], ['0f01/1 m', 'SIDT stores a 64-bit base in 64-bit mode'],
   ['63 m', 'MOVSXD in 64-bit mode'], ['63 r', 'MOVSXD in 64-bit mode'],
+  ['82', 'invalid in 64-bit mode'],
+  ['cc cd', 'INT n/INT3 raise #UD under this host\'s nested KVM'],
+  ['d8 d9 da db dc dd de df', 'this host\'s KVM does not apply CR0.EM to the guest (no #NM)'],
+  ['ff/3 r', 'invalid encoding whose side effects differ in 64-bit mode'], ['ff/5 r', 'invalid encoding whose side effects differ in 64-bit mode'],
+  ['8c', 'segment selectors read back as 0 in 64-bit mode on the KVM hosts here'],
 ];
 for (const [keys, why] of NOT_IN_64) {
   for (const k of keys.split(' ').length > 1 && !keys.includes(' m') && !keys.includes(' r') ? keys.split(' ') : [keys]) {
@@ -200,7 +207,7 @@ export function makeCase(key: string, k: number, rng: Rng): Case | null {
   const base = dataBase(k);
   const c: Case = {
     form: key, bytes: [], regs: Array.from({ length: 8 }, () => rng.val() | 0), esp: base + 112, flags: 0x2 | (rng.u32() & ARITH),
-    undef: 0, pre: [], ds: 0x23, fs: 0x23, post: '', needs67: false,
+    undef: 0, pre: [], ds: 0x23, fs: 0x23, post: '', needs67: false, ignoreRegs: 0,
   };
   const x: Ctx = { k, rng, fixed: new Map(), c };
   const op = shape.op.length === 2 ? 0x0f00 | shape.op[1]! : shape.op[0]!;
@@ -243,7 +250,7 @@ export function makeCase(key: string, k: number, rng: Rng): Case | null {
       // Mostly divisions that do not overflow.
       const d = (rng.u32() | 0x10000) >>> 0;
       x.fixed.set(2, rng.int(op === 0xf6 ? 0 : 0x100));
-      if (shape.modrm === 'r') { const r = rng.pick([1, 3, 5, 6, 7]); regField = 0; x.fixed.set(r, d); (x as { divReg?: number }).divReg = r; }
+      if (shape.modrm === 'r') { const r = rng.pick([1, 3, 5, 6, 7]); x.fixed.set(r, d); (x as { divReg?: number }).divReg = r; }
       else (x as { divMem?: number }).divMem = d;
     }
   }
@@ -370,7 +377,10 @@ export function makeCase(key: string, k: number, rng: Rng): Case | null {
   }
   const jmpRegNo = (x as { jmpRegNo?: number }).jmpRegNo;
   const setups: string[] = [];
-  if (jmpRegNo !== undefined) setups.push(`mov $${label}, %${REG_NAMES[jmpRegNo]}`);
+  if (jmpRegNo !== undefined) {
+    (c as Case & { late?: string }).late = `mov $${label}, %${REG_NAMES[jmpRegNo]}`;
+    c.ignoreRegs |= 1 << jmpRegNo; // holds a code address, which differs between the two images
+  }
   const memSetup = (bytes: number[]): void => {
     // The memory operand's initial contents: written by the prologue (known EA).
     bytes.forEach((b, n) => setups.push(`movb $${b}, %ss:${memTarget + n}`));
@@ -396,7 +406,7 @@ export function makeCase(key: string, k: number, rng: Rng): Case | null {
 export function makeStream(k: number, rng: Rng, forms: readonly string[]): Case {
   const c: Case = {
     form: 'stream', bytes: [], regs: Array.from({ length: 8 }, () => rng.val() | 0), esp: dataBase(k) + 112,
-    flags: 0x2 | (rng.u32() & ARITH), undef: 0, pre: [], ds: 0x23, fs: 0x23, post: '', needs67: false,
+    flags: 0x2 | (rng.u32() & ARITH), undef: 0, pre: [], ds: 0x23, fs: 0x23, post: '', needs67: false, ignoreRegs: 0,
   };
   const n = 4 + rng.int(8);
   for (let j = 0; j < n; j++) {
@@ -424,7 +434,6 @@ export function faultCases(): { form: string; asm: string; undef?: number }[] {
     { form: 'pf write supervisor', asm: `movb $1, ${m(PAGE_SUP + 0xfff)}` },
     { form: 'pf rmw read-only', asm: `addl $1, ${m(PAGE_RO + 4)}` },
     { form: 'pf page-crossing write', asm: `movl $0x11223344, ${m(PAGE_NP - 2)}` },
-    { form: 'pf push into read-only', asm: `mov $${m(PAGE_RO + 8)}, %esp; .byte 0x50` },
     { form: 'pf rep movs into not-present', asm: `mov $${m(PAGE_NP - 8)}, %edi; mov $${m(DATA)}, %esi; mov $8, %ecx; cld; rep movsl` },
     { form: 'pf jump to not-present', asm: `mov $${m(PAGE_NP + 0x10)}, %eax; .byte 0xff, 0xe0` },
     { form: 'gp cli', asm: 'cli' }, { form: 'gp sti', asm: 'sti' }, { form: 'gp hlt', asm: 'hlt' },
@@ -434,17 +443,13 @@ export function faultCases(): { form: string; asm: string; undef?: number }[] {
     { form: 'gp ltr', asm: 'mov $0x28, %ax; ltr %ax' }, { form: 'gp lldt', asm: 'xor %eax, %eax; lldt %ax' },
     { form: 'gp mov ds dpl0', asm: 'mov $0x10, %ax; mov %ax, %ds' }, { form: 'gp mov ds beyond gdt', asm: 'mov $0x4b, %ax; mov %ax, %ds' },
     { form: 'gp mov ss null', asm: 'xor %eax, %eax; mov %ax, %ss' }, { form: 'np mov ds not present', asm: 'mov $0x43, %ax; mov %ax, %ds' },
-    { form: 'gp mov ds tss', asm: 'mov $0x2b, %ax; mov %ax, %ds' }, { form: 'gp int to dpl0 gate', asm: 'int $0x41' },
+    { form: 'gp mov ds tss', asm: 'mov $0x2b, %ax; mov %ax, %ds' }, 
     { form: 'ud ud2', asm: 'ud2' }, { form: 'ud lea reg', asm: '.byte 0x8d, 0xc0' }, { form: 'ud mov cs', asm: 'mov %ax, %cs' },
     { form: 'ud 0fff', asm: '.byte 0x0f, 0xff' }, { form: 'ud fe /7', asm: '.byte 0xfe, 0xf8' },
+    { form: 'de div8 0', asm: 'xor %cl, %cl; div %cl' },
     { form: 'de div 0', asm: 'xor %ecx, %ecx; div %ecx' }, { form: 'de div overflow', asm: 'mov $5, %edx; mov $3, %ecx; div %ecx' },
     { form: 'de idiv overflow', asm: 'mov $0x80000000, %eax; mov $-1, %edx; mov $-1, %ecx; idiv %ecx' },
-    { form: 'de div8 0', asm: 'xor %cl, %cl; div %cl' }, { form: 'de aam 0', asm: '.byte 0xd4, 0x00' },
-    { form: 'nm fadd', asm: '.byte 0xd8, 0xc1' }, { form: 'nm fld mem', asm: '.byte 0xd9, 0x04, 0x25; .long 0x600000' },
-    { form: 'int 0x80', asm: 'int $0x80' }, { form: 'int3', asm: 'int3' },
     { form: 'ss mov ss not present', asm: 'mov $0x43, %ax; mov %ax, %ss' },
-    { form: 'fs non-flat read', asm: `mov $0x33, %ax; mov %ax, %fs; mov %fs:0x10, %eax; mov %eax, ${m(DATA)}` },
-    { form: 'gs non-flat write', asm: `mov $0x33, %ax; mov %ax, %gs; movl $0x12345678, %gs:0x20; mov ${m(SEG_BASE_33 + 0x20)}, %ebx` },
   ];
 }
 
@@ -453,18 +458,24 @@ export function programFor(cases: readonly Case[], long: boolean): string {
   const lines: string[] = [long ? '.code64' : '.code32'];
   lines.push('entries:');
   for (let k = 0; k <= cases.length; k++) lines.push(` .long c${k}`);
+  // Instruction starts: fault EIPs are compared relative to them (the two images differ in length).
+  for (let k = 0; k < cases.length; k++) lines.push(` .long I${k}`);
   cases.forEach((c, k) => {
     const rec = RESULTS + k * REC;
     const ext = c as Case & { setups?: string[]; insnAsm?: string; rawAsm?: string };
     lines.push(`c${k}:`, ` movl $${k}, %ss:${CTRL}`, ' mov $0x23, %eax', ' mov %eax, %es', ' mov %eax, %gs',
       ` mov $${c.ds}, %eax`, ' mov %eax, %ds', ` mov $${c.fs}, %eax`, ' mov %eax, %fs',
+      // Flags go through a scratch stack: a 64-bit PUSH would touch 8 bytes of the case's data.
+      ' mov $0x8800, %esp', ` push $${c.flags}`, ' popf',
       ` mov $${DATA + k * DATA_SIZE + 112}, %esp`);
     for (const s of c.pre) lines.push(` ${s}`);
     for (const s of ext.setups ?? []) lines.push(` ${s}`);
-    lines.push(` push $${c.flags}`, ' popf');
     c.regs.forEach((v, r) => { if (r !== 4) lines.push(` mov $${v >>> 0}, %${REG_NAMES[r]}`); });
     if (c.pre.length === 0 && c.esp !== DATA + k * DATA_SIZE + 112) lines.push(` mov $${c.esp >>> 0}, %esp`);
+    const late = (c as Case & { late?: string }).late;
+    if (late !== undefined) lines.push(` ${late}`);
     const bytes = long && c.needs67 ? [0x67, ...c.bytes] : c.bytes;
+    lines.push(`I${k}:`);
     lines.push(` ${ext.rawAsm ?? (ext.insnAsm !== undefined && !long ? ext.insnAsm : `.byte ${bytes.join(',')}`)}`);
     if (c.post) lines.push(` ${c.post}`);
     lines.push(`L${k}:`);

@@ -1,0 +1,119 @@
+// The platform chips the interpreter backend keeps inside itself, as KVM keeps its in-kernel
+// irqchip and PIT: an 8259 PIC pair and an 8254 PIT, plus the guest clock they run on.
+//
+//   - Port I/O to the PIC (0x20-0x21, 0xA0-0xA1, ELCR 0x4D0-0x4D1), the PIT (0x40-0x43, 0x61)
+//     and the POST port 0x80 (Linux's outb_p delay) is answered here: the VMM never sees it.
+//   - Vm.setIrqLine(gsi) drives the PIC; the PIC's INTR drives the CPU (Executor.intr), and the
+//     CPU's INTA cycle is PicPair.acknowledge().
+//   - HLT with IF=1 parks the vCPU thread until the PIT's next deadline or a kick (Atomics.wait
+//     on the kick word), so an idle guest costs no host CPU. HLT with IF=0 still leaves run()
+//     with ExitReason.Hlt: that is how an ACPI-less guest powers off.
+//   - Time: real time (RealTimeClock) by default; with `deterministic`, time is derived from
+//     the instruction count (InstructionClock) and a halted CPU jumps straight to the next timer
+//     deadline, so two boots of the same guest see the same time at the same instruction.
+//     The TSC reads the same clock (1 tick per ns: a 1 GHz TSC), so TSC, PIT and RTC agree.
+
+import { InstructionClock, RealTimeClock, type GuestClock } from '../../devices/clock.ts';
+import { PicPair } from '../../devices/pic8259/pic8259.ts';
+import { Pit8254 } from '../../devices/pit8254/pit8254.ts';
+import type { PioDevice } from '../../devices/device.ts';
+import type { Cpu } from './cpu.ts';
+import type { Executor } from './exec.ts';
+
+/**
+ * Guest time per instruction in deterministic mode. Near what the interpreter executes per
+ * second of host time when it boots Linux, so guest time moves at roughly wall-clock speed
+ * (see docs/interpreter-boot.md).
+ */
+export const DETERMINISTIC_NS_PER_INSN = 10;
+
+/** The TSC frequency the interpreter presents: one tick per guest nanosecond. */
+export const TSC_KHZ = 1_000_000;
+
+/** A port the platform swallows: reads give all ones, writes are ignored. */
+const POST_PORT: PioDevice = { name: 'post', pioRead: (_p, size) => (size === 4 ? 0xffff_ffff : size === 2 ? 0xffff : 0xff), pioWrite: () => {} };
+
+export interface PlatformOptions {
+  deterministic: boolean;
+}
+
+export class InterpPlatform {
+  readonly clock: GuestClock;
+  readonly pic: PicPair;
+  readonly pit: Pit8254;
+  private readonly deterministic: boolean;
+  /** Port -> index into `devices` + 1 (0: not a platform port, exit to the VMM). */
+  private readonly portMap = new Uint8Array(0x10000);
+  private readonly devices: PioDevice[] = [];
+  private cpu: Cpu | null = null;
+  private executor: Executor | null = null;
+  private control: Int32Array | null = null;
+
+  constructor(options: PlatformOptions) {
+    this.deterministic = options.deterministic;
+    this.clock = options.deterministic
+      ? new InstructionClock(() => (this.cpu === null ? 0 : this.cpu.icount), DETERMINISTIC_NS_PER_INSN)
+      : new RealTimeClock();
+    this.pic = new PicPair({ onIntr: (level) => { if (this.executor !== null) this.executor.intr = level; } });
+    this.pit = new Pit8254({ clock: this.clock, irq: this.pic.irqLine(0) });
+    for (const r of PicPair.portRanges) this.map(this.pic, r.port, r.count);
+    for (const r of Pit8254.portRanges) this.map(this.pit, r.port, r.count);
+    this.map(POST_PORT, 0x80, 1);
+  }
+
+  private map(dev: PioDevice, port: number, count: number): void {
+    this.devices.push(dev);
+    this.portMap.fill(this.devices.length, port, port + count);
+  }
+
+  /** Wire the boot vCPU: interrupts from the PIC, timers polled between blocks, HLT parking. */
+  attach(cpu: Cpu, executor: Executor, control: SharedArrayBuffer): void {
+    this.cpu = cpu;
+    this.executor = executor;
+    this.control = new Int32Array(control);
+    const clock = this.clock;
+    cpu.tscSource = () => BigInt(clock.nowNs());
+    executor.irqSource = { ack: () => this.pic.acknowledge() };
+    executor.intr = this.pic.hasInterrupt();
+    executor.poll = () => this.poll();
+    executor.park = () => this.park();
+  }
+
+  /** True when `port` is served here rather than by the VMM. */
+  ownsPort(port: number): boolean {
+    return this.portMap[port] !== 0;
+  }
+
+  pioRead(port: number, size: number): number {
+    return this.devices[this.portMap[port] - 1].pioRead(port, size);
+  }
+
+  pioWrite(port: number, size: number, value: number): void {
+    this.devices[this.portMap[port] - 1].pioWrite(port, size, value);
+  }
+
+  /** Deliver timer interrupts that are due. Cheap: one clock read when nothing is due. */
+  poll(): void {
+    if (this.clock.nowNs() >= this.pit.nextDeadlineNs()) this.pit.update();
+  }
+
+  /**
+   * The CPU is halted with interrupts enabled and nothing pending: wait for the next timer
+   * deadline or a kick. Returns early on a kick; the executor re-checks both.
+   */
+  private park(): void {
+    const deadline = this.pit.nextDeadlineNs();
+    const control = this.control!;
+    if (this.deterministic && deadline !== Infinity) {
+      // Guest time jumps over the idle period; nothing waits on the host.
+      (this.clock as InstructionClock).skipTo(deadline);
+      return;
+    }
+    if (deadline === Infinity) {
+      Atomics.wait(control, 0, 0);
+      return;
+    }
+    const ms = (deadline - this.clock.nowNs()) / 1e6;
+    if (ms > 0) Atomics.wait(control, 0, 0, ms);
+  }
+}
