@@ -8,8 +8,7 @@ export class ConsoleTail {
   private lines: string[] = [];
   private partial = '';
   private readonly decoder = new TextDecoder();
-  /** The panic line, once seen. */
-  panic: string | undefined;
+  private panicLine: string | undefined;
 
   push(bytes: Uint8Array): void {
     const text = this.partial + this.decoder.decode(bytes, { stream: true });
@@ -20,8 +19,11 @@ export class ConsoleTail {
       this.addLine(this.partial);
       this.partial = '';
     }
-    // The banner's line may still be in progress when the guest stops for good.
-    if (this.panic === undefined && this.partial.includes(PANIC_BANNER)) this.panic = this.partial.trim();
+  }
+
+  /** The panic line, once seen; the banner's line may still be unfinished when the guest stops. */
+  get panic(): string | undefined {
+    return this.panicLine ?? (this.partial.includes(PANIC_BANNER) ? this.partial.trim() : undefined);
   }
 
   /** The last lines of output, the unfinished one included. */
@@ -31,7 +33,7 @@ export class ConsoleTail {
 
   private addLine(line: string): void {
     const clean = line.replace(/\r/g, '');
-    if (this.panic === undefined && clean.includes(PANIC_BANNER)) this.panic = clean.trim();
+    if (this.panicLine === undefined && clean.includes(PANIC_BANNER)) this.panicLine = clean.trim();
     this.lines.push(clean);
     if (this.lines.length > KEEP_LINES) this.lines.shift();
   }

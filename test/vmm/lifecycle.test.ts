@@ -1,12 +1,13 @@
 // `tsvmm run` end to end on the KVM backend with bare-metal guests: console output and input,
 // and how each way of ending a guest maps to an exit code. These guests run at CPL0, which this
 // project's KVM hosts execute in KVM's emulator: slow, but fine for a few hundred instructions.
+import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { kvmSkipReason } from '../support/kvm-available.ts';
-import { TsvmmProcess, runTsvmm } from '../support/tsvmm-process.ts';
+import { TSVMM_BIN, TsvmmProcess, runTsvmm } from '../support/tsvmm-process.ts';
 import { printThenReset, pvhElf, serialEcho } from './fixtures/bare-metal-elf.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'tsvmm-lifecycle-'));
@@ -52,5 +53,34 @@ describe.skipIf(kvmSkipReason !== undefined)('tsvmm run lifecycle (KVM, bare-met
     const r = await p.exited;
     expect(r.stderr).toMatch(/quit with Ctrl-A x/);
     expect(r.code).toBe(0);
+  });
+});
+
+describe.skipIf(kvmSkipReason !== undefined)('terminal restored on every way out (real TTY through script(1))', () => {
+  // `stty -g` prints the terminal's settings; tsvmm puts the TTY in raw mode while it runs. The
+  // shell in script(1)'s pseudo-terminal prints them before and after, and tsvmm's exit status.
+  async function sttyAround(tsvmmArgs: string[], killWith?: 'TERM'): Promise<string[]> {
+    const log = join(dir, `tty-${Math.random().toString(36).slice(2)}.log`);
+    const start = `node ${TSVMM_BIN} ${tsvmmArgs.join(' ')} >/dev/null 2>${log} & pid=$!; `;
+    // Wait (polling a real condition) until the VM runs, then signal it.
+    const kill = killWith ? `until grep -q 'VM running' ${log}; do sleep 0.05; done; kill -${killWith} $pid; ` : '';
+    const cmd = `stty -g; ${start}${kill}wait $pid; echo "exit=$?"; stty -g`;
+    const child = spawn('script', ['-qec', cmd, '/dev/null'], { stdio: ['pipe', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    await new Promise((r) => child.on('close', r));
+    return out.split(/\r?\n/).map((l) => l.trim()).filter((l) => /^[0-9a-f:]{20,}$|^exit=/.test(l));
+  }
+
+  test('after the guest resets', async () => {
+    const [before, exit, after] = await sttyAround(run(kernel('tty-hello.elf', printThenReset('hi\n'))));
+    expect(exit).toBe('exit=0');
+    expect(after).toBe(before);
+  });
+
+  test('after SIGTERM', async () => {
+    const [before, exit, after] = await sttyAround(run(kernel('tty-echo.elf', serialEcho())), 'TERM');
+    expect(exit).toBe('exit=143');
+    expect(after).toBe(before);
   });
 });

@@ -80,3 +80,11 @@ describe('guest memory', () => {
     expect(mem.size).toBe(0x2000);
   });
 });
+
+test('console tail: a banner line split mid-way reports the whole line once it completes', () => {
+  const tail = new ConsoleTail();
+  tail.push(new TextEncoder().encode('Kernel panic - not syncing'));
+  expect(tail.panic).toBe('Kernel panic - not syncing');
+  tail.push(new TextEncoder().encode(': Attempted to kill init!\n'));
+  expect(tail.panic).toBe('Kernel panic - not syncing: Attempted to kill init!');
+});
