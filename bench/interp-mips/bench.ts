@@ -83,7 +83,7 @@ function measureInterp(key: string): InterpResult {
   const m = makeMachine(openInterp(), assemble(program(w, itersFor(w)), CODE));
   enterCpl3(m.vcpu, CODE, { paging: true });
   const regs = m.vcpu.getRegs();
-  m.vcpu.setRegs({ ...regs, rflags: 0x3202n }); // IOPL 3: OUT from CPL3 exits to us
+  m.vcpu.setRegs({ ...regs, rflags: 0x3002n }); // IOPL 3: OUT from CPL3 exits to us
   // Instructions are counted as the CPU retires them (each REP iteration is one), from the
   // loop structure: every OUT ends `iters` iterations of `perIter` instructions.
   const perOut = itersFor(w) * w.perIter;
@@ -113,7 +113,7 @@ async function measureKvm(key: string): Promise<number | string> {
   const src = program(w, iters).replace(/push %ecx/g, 'push %rcx').replace(/pop %ecx/g, 'pop %rcx');
   const m = makeMachine(hv, assemble(src, CODE, 64));
   enterCpl3(m.vcpu, CODE, { paging: true, long: true });
-  m.vcpu.setRegs({ ...m.vcpu.getRegs(), rflags: 0x3202n });
+  m.vcpu.setRegs({ ...m.vcpu.getRegs(), rflags: 0x3002n });
   m.vcpu.run(); // first OUT: warm-up
   const t0 = performance.now();
   const rounds = 5;

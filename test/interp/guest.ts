@@ -188,7 +188,7 @@ export function makeMachine(hv: Hypervisor, program: Uint8Array, extra?: (ram: U
 export function enterCpl3(vcpu: Vcpu, eip: number, opts: GuestOptions): void {
   vcpu.setSregs(cpl3Sregs(vcpu.getSregs(), opts));
   const r = vcpu.getRegs();
-  vcpu.setRegs({ ...r, rip: BigInt(eip), rsp: 0x8000n, rflags: 0x202n });
+  vcpu.setRegs({ ...r, rip: BigInt(eip), rsp: 0x8000n, rflags: 0x2n }); // IF=0: no platform timer interrupts
 }
 
 export interface DriveResult { exits: number; faults: number; error?: string }
