@@ -95,6 +95,17 @@ describe.skipIf(skip)('kicking a vCPU', () => {
     expect(guest.vcpu.getRegs().rip).toBe(BigInt(GUEST.code));
   });
 
+  test('a worker that exits without destroying its vCPU leaves no dead thread to signal', async () => {
+    worker = startTsWorker(new URL('./abandon-worker.ts', import.meta.url));
+    const token = await new Promise<KickToken>((resolve, reject) => { worker!.once('message', resolve); worker!.once('error', reject); });
+    await new Promise((resolve) => worker!.once('exit', resolve));
+    worker = undefined;
+    // The worker's environment teardown released the slot: this kick finds nothing to signal
+    // (signalling the exited thread would be undefined behaviour).
+    expect(loadKvmAddon().kick((token as { slot: number }).slot)).toBe(false);
+    expect(() => kick(token)).not.toThrow();
+  });
+
   test('kicking a destroyed vCPU does nothing', () => {
     guest = new TestGuest({ mode: 'long64' });
     const token = guest.vcpu.kickToken();

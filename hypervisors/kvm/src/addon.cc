@@ -24,7 +24,12 @@ static Napi::Object Constants(Napi::Env env) {
   return c;
 }
 
-static void ReleaseOnTeardown(void*) { ReleaseThreadVcpus(); }
+// The hook's argument is a fresh allocation per module instance: Node aborts if the same
+// (function, argument) pair is registered twice in one environment.
+static void ReleaseOnTeardown(void* token) {
+  ReleaseThreadVcpus();
+  delete static_cast<char*>(token);
+}
 
 }  // namespace tsvmm
 
@@ -37,7 +42,7 @@ static Napi::Object InitTsvmmKvm(Napi::Env env, Napi::Object exports) {
   ExportEventfd(env, exports);
   exports.Set("constants", Constants(env));
   // A worker that exits with live vCPUs must not leave its (dead) thread in the kick table.
-  napi_add_env_cleanup_hook(env, ReleaseOnTeardown, nullptr);
+  napi_add_env_cleanup_hook(env, ReleaseOnTeardown, new char);
   return exports;
 }
 
