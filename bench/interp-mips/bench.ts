@@ -14,7 +14,7 @@ import { openInterp } from '../../hypervisors/interp/index.ts';
 import { assemble } from '../../test/interp/asm.ts';
 import { CODE, enterCpl3, makeMachine } from '../../test/interp/guest.ts';
 
-/** Each loop runs `INNER` iterations of its body, then OUT 0x80 (an exit that lets us read the clock). */
+/** Each loop runs `INNER` iterations of its body, then OUT 0xe1 (an exit that lets us read the clock). */
 const INNER = 200_000;
 
 interface Workload { name: string; body: string; perIter: number; setup?: string }
@@ -68,7 +68,7 @@ function program(w: Workload, iters: number): string {
 outer:
   mov $${iters}, %ecx
   ${w.body}
-  out %al, $0x80
+  out %al, $0xe1
   jmp outer`;
 }
 
