@@ -85,6 +85,20 @@ describe.skipIf(skip)('kicking a vCPU', () => {
     expect(guest.vcpu.exit.address).toBe(0xe0);
   });
 
+  test('a kick between an MMIO read exit and the next run() does not lose the answer', () => {
+    guest = new TestGuest({ mode: 'long64' });
+    guest.load(new Asm(64, GUEST.code).movImm(R.ebx, GUEST.mmio).load(R.eax, R.ebx, 4).out(0xe0, 4));
+    guest.start(GUEST.code);
+    guest.enterUserMode(GUEST.code);
+    expect(guest.run()).toBe(ExitReason.Mmio);
+    guest.vcpu.exit.data.set([0x78, 0x56, 0x34, 0x12]);
+    kick(guest.vcpu.kickToken());
+    // KVM completes the pending read before it looks at immediate_exit.
+    expect(guest.vcpu.run()).toBe(ExitReason.Kicked);
+    expect(guest.run()).toBe(ExitReason.Io);
+    expect([...guest.vcpu.exit.data]).toEqual([0x78, 0x56, 0x34, 0x12]);
+  });
+
   test('a kick timer ends a run that would never exit', () => {
     guest = new TestGuest({ mode: 'long64' });
     guest.load(new Asm(64, GUEST.code).spin());
