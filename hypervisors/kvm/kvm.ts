@@ -82,14 +82,14 @@ export function openKvm(options: OpenKvmOptions = {}): KvmHypervisor {
     }
     deviceFds.set(path, fd);
   }
-  return new KvmHypervisor(addon, fd, options.nativeKernelMode);
+  return new KvmHypervisor(addon, fd, path, options.nativeKernelMode);
 }
 
 export class KvmHypervisor implements Hypervisor {
   readonly name = 'kvm' as const;
   readonly capabilities: Capabilities;
 
-  constructor(private readonly addon: KvmAddon, readonly fd: number, nativeKernelMode: boolean | undefined) {
+  constructor(private readonly addon: KvmAddon, readonly fd: number, path: string, nativeKernelMode: boolean | undefined) {
     const has = (cap: number) => addon.checkExtension(fd, cap) > 0;
     let native = nativeKernelMode;
     this.capabilities = {
@@ -97,7 +97,7 @@ export class KvmHypervisor implements Hypervisor {
       ioeventfd: has(KvmCap.ioeventfd),
       irqfd: has(KvmCap.irqfd),
       // Measuring takes a VM and ~0.1 s, so only when someone asks.
-      get nativeKernelMode() { return (native ??= probeKvm().nativeKernelMode); },
+      get nativeKernelMode() { return (native ??= probeKvm({ path }).nativeKernelMode); },
     };
   }
 
