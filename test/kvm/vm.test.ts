@@ -142,6 +142,14 @@ describe.skipIf(skip)('KVM VM and vCPU', () => {
     expect(bytes.length).toBe(0);
   });
 
+  test('capabilities come from KVM_CHECK_EXTENSION, and nativeKernelMode from the probe', () => {
+    const hv = openKvm();
+    expect(hv.name).toBe('kvm');
+    expect(hv.capabilities).toMatchObject({ irqchip: true, ioeventfd: true, irqfd: true });
+    expect(hv.capabilities.nativeKernelMode).toBe(probeKvm().nativeKernelMode);
+    expect(openKvm({ nativeKernelMode: true }).capabilities.nativeKernelMode).toBe(true); // a verdict passed in wins
+  });
+
   test('the probe measures both privilege levels and classifies them consistently', () => {
     const p = probeKvm();
     expect(p.available).toBe(true);
