@@ -6,6 +6,7 @@ import { isKvmError, loadKvmAddon } from '../../hypervisors/kvm/addon.ts';
 import { openKvm } from '../../hypervisors/kvm/kvm.ts';
 import { probeKvm } from '../../hypervisors/kvm/probe.ts';
 import { enter64 } from '../../firmware/entry/index.ts';
+import { GiB, KVM_IDENTITY_MAP, KVM_TSS, buildMemoryMap } from '../../vmm/memory-map.ts';
 import { Asm, R } from '../guests/asm.ts';
 import { GUEST, TestGuest, kvmSkipReason } from '../guests/guest.ts';
 import { DONE_PORT, runUntilDone } from '../guests/run.ts';
@@ -131,6 +132,23 @@ describe.skipIf(skip)('KVM VM and vCPU', () => {
     expect([...other.subarray(GUEST.data + 4, GUEST.data + 8)]).toEqual([0x79, 0x56, 0x34, 0x12]);
     addon.unmap(other.buffer as ArrayBuffer);
     expect(other.length).toBe(0); // detached, not dangling
+  });
+
+  test('the memory map of a large guest: RAM above 4 GiB, split into memory slots of at most 4 GiB', () => {
+    const map = buildMemoryMap(9 * GiB); // 3 GiB below the hole, 6 GiB from 4 GiB up
+    const vm = openKvm().createVm({
+      ram: map.ram.map((r) => ({ guestPhys: r.start, size: r.size })), tssAddress: KVM_TSS.start, identityMapAddress: KVM_IDENTITY_MAP.start,
+    });
+    try {
+      expect(vm.ram.map((r) => [r.guestPhys / GiB, r.size / GiB])).toEqual([[0, 3], [4, 4], [8, 2]]);
+      expect(new Set(vm.ram.map((r) => r.fd)).size).toBe(3);
+      // NORESERVE mappings: touching the last byte allocates one page, not 9 GiB.
+      const last = vm.ram[2]!.bytes;
+      last[last.length - 1] = 0xa5;
+      expect(last[last.length - 1]).toBe(0xa5);
+    } finally {
+      vm.destroy();
+    }
   });
 
   test('destroy() releases guest RAM: views of it become empty', () => {
