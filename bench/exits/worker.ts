@@ -1,7 +1,10 @@
-// The tsvmm side of bench/exits: runs each request's guest through the VMM's own run loop
-// (vmm/vcpu-loop.ts runVcpu with an IoBus and in-process devices), on a worker thread as in
-// `tsvmm run`, and reports the time from the first KVM_RUN to the guest's DONE write.
+// The tsvmm side of bench/exits, on a worker thread as in `tsvmm run`. Each request's guest runs
+// either through the VMM's own run loop (vmm/vcpu-loop.ts runVcpu with an IoBus and in-process
+// devices) or through the bare backend (a vcpu.run() loop that answers exits inline), and the
+// reply is the time from the first KVM_RUN to the guest's DONE write.
 import { parentPort } from 'node:worker_threads';
+import { ExitReason, ExitReasonName } from '../../hypervisors/backend.ts';
+import type { TestGuest } from '../../test/guests/guest.ts';
 import { loadKvmAddon } from '../../hypervisors/kvm/addon.ts';
 import type { MmioDevice, PioDevice } from '../../devices/device.ts';
 import { IoBus } from '../../vmm/io-bus.ts';
@@ -9,7 +12,8 @@ import { runVcpu } from '../../vmm/vcpu-loop.ts';
 import { Control } from '../../vmm/worker-protocol.ts';
 import { buildGuest, DONE_PORT, DOORBELL_PORT, EXIT_PORT, MMIO_ADDRESS, writeImage, type Workload } from './guest.ts';
 
-export interface BenchRequest { workload: Workload; iterations: number; imagePath?: string }
+export type Loop = 'vmm' | 'backend';
+export interface BenchRequest { workload: Workload; loop: Loop; iterations: number; imagePath?: string }
 export interface BenchReply { exits: number; seconds: number }
 
 class Counter implements PioDevice, MmioDevice {
@@ -29,7 +33,24 @@ class Done implements PioDevice {
   pioWrite(): void { Atomics.or(this.control, Control.requests, Control.stop); }
 }
 
-function measure({ workload, iterations, imagePath }: BenchRequest): BenchReply {
+/** The KVM backend alone: what a run loop costs before any device model is involved. */
+function runBare(vcpu: TestGuest['vcpu'], counter: Counter): string {
+  const exit = vcpu.exit;
+  for (;;) {
+    const reason = vcpu.run();
+    if (reason === ExitReason.Io && exit.write) {
+      if (exit.address === DONE_PORT) return 'stopped';
+      counter.count++;
+    } else if (reason === ExitReason.Mmio && !exit.write) {
+      exit.data[0] = 1;
+      counter.count++;
+    } else {
+      return `exit ${ExitReasonName[reason]}: ${exit.detail}`;
+    }
+  }
+}
+
+function measure({ workload, loop, iterations, imagePath }: BenchRequest): BenchReply {
   const guest = buildGuest(workload, iterations);
   const addon = loadKvmAddon();
   let doorbell = -1;
@@ -48,7 +69,7 @@ function measure({ workload, iterations, imagePath }: BenchRequest): BenchReply 
     const hooks = { control, takeInput() {}, resetRequested: () => false };
 
     const t0 = performance.now();
-    const outcome = runVcpu(guest.vcpu, bus, hooks);
+    const outcome = loop === 'vmm' ? runVcpu(guest.vcpu, bus, hooks) : { kind: runBare(guest.vcpu, counter), detail: '' };
     const seconds = (performance.now() - t0) / 1000;
 
     if (outcome.kind !== 'stopped') throw new Error(`the ${workload} guest ended with ${outcome.kind}: ${outcome.detail}`);
