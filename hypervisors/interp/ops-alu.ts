@@ -558,8 +558,8 @@ export function daa(c: Cpu): void {
   const f = c.getFlags();
   let al = c.r8[0], cf = 0, af = 0;
   const oldAl = al, oldCf = f & CF;
-  if ((al & 0xf) > 9 || (f & AF)) { al = (al + 6) & 0xff; af = AF; }
-  if (oldAl > 0x99 || oldCf) { al = (al + 0x60) & 0xff; cf = CF; }
+  if ((al & 0xf) > 9 || (f & AF)) { cf = oldCf | (al + 6 > 0xff ? CF : 0); al = (al + 6) & 0xff; af = AF; }
+  if (oldAl > 0x99 || oldCf) { al = (al + 0x60) & 0xff; cf = CF; } else cf = 0;
   c.r8[0] = al;
   c.setArith(szp8(al) | cf | af);
 }
@@ -567,7 +567,7 @@ export function das(c: Cpu): void {
   const f = c.getFlags();
   let al = c.r8[0], cf = 0, af = 0;
   const oldAl = al, oldCf = f & CF;
-  if ((al & 0xf) > 9 || (f & AF)) { al = (al - 6) & 0xff; af = AF; }
+  if ((al & 0xf) > 9 || (f & AF)) { cf = oldCf | (al < 6 ? CF : 0); al = (al - 6) & 0xff; af = AF; }
   if (oldAl > 0x99 || oldCf) { al = (al - 0x60) & 0xff; cf = CF; }
   c.r8[0] = al;
   c.setArith(szp8(al) | cf | af);

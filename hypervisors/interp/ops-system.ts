@@ -25,13 +25,9 @@ export function movSegFromM(c: Cpu, i: Insn): void {
 export function movRFromSeg(c: Cpu, i: Insn): void { if (i.o16) c.r16[i.rm] = c.segSel[i.reg]; else c.r[i.rm] = c.segSel[i.reg]; }
 export function movMFromSeg(c: Cpu, i: Insn): void { c.write16(ea(c, i), c.segSel[i.reg]); }
 export function pushSeg(c: Cpu, i: Insn): void {
-  // A 32-bit push of a segment register writes only the low 16 bits on current CPUs.
-  if (i.o16) c.push16(c.segSel[i.reg]);
-  else {
-    const sp = (c.sp() - 4) | 0;
-    c.write16((c.segBase[SS] + (c.stack32 ? sp : sp & 0xffff)) | 0, c.segSel[i.reg]);
-    c.setSp(sp);
-  }
+  // A 32-bit push of a segment register may write 16 or 32 bits (SDM: implementation
+  // specific); like QEMU and older CPUs, this one pushes the zero-extended selector.
+  if (i.o16) c.push16(c.segSel[i.reg]); else c.push32(c.segSel[i.reg]);
 }
 export function popSeg(c: Cpu, i: Insn): void {
   const v = i.o16 ? c.read16((c.segBase[SS] + c.sp()) | 0) : c.read32((c.segBase[SS] + c.sp()) | 0);
@@ -138,7 +134,8 @@ export function grp6(c: Cpu, i: Insn): void {
     return;
   }
   priv(c);
-  const sel = i.imm2 === 1 ? c.r16[i.rm] : c.read16(ea(c, i));
+  // i.rm indexes r16 for a 16-bit operand size but r for a 32-bit one (see the decoder).
+  const sel = i.imm2 === 1 ? (i.o16 ? c.r16[i.rm] : c.r[i.rm] & 0xffff) : c.read16(ea(c, i));
   if (i.op === 2) loadLdt(c, sel); else loadTr(c, sel);
 }
 export function invlpg(c: Cpu, i: Insn): void { priv(c); c.invlpg(ea(c, i)); }
