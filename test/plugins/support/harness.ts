@@ -22,6 +22,8 @@ export interface Harness {
   waitIrq(gsi: number, count: number): Promise<void>;
   /** Resolves when a log line matches. */
   waitLog(pattern: RegExp): Promise<string>;
+  /** Resolves when at least `count` log lines (so far, in total) match. */
+  waitLogCount(pattern: RegExp, count: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -37,6 +39,8 @@ export function startHarness(opts: Partial<PluginManagerOptions> & { ramSize?: n
   const irqs = new Map<number, number>();
   const irqWaiters: { gsi: number; count: number; resolve(): void }[] = [];
   const logWaiters: { pattern: RegExp; resolve(line: string): void }[] = [];
+  const countWaiters: { pattern: RegExp; count: number; resolve(): void }[] = [];
+  const matching = (pattern: RegExp) => logs.reduce((n, l) => n + (pattern.test(l) ? 1 : 0), 0);
   const manager = startPluginManager({
     memoryMap: map,
     ram: [{ fd: ramFd, guestPhys: 0, size: ramSize }],
@@ -57,6 +61,12 @@ export function startHarness(opts: Partial<PluginManagerOptions> & { ramSize?: n
         if (w.pattern.test(line)) {
           logWaiters.splice(logWaiters.indexOf(w), 1);
           w.resolve(line);
+        }
+      }
+      for (const w of [...countWaiters]) {
+        if (w.pattern.test(line) && matching(w.pattern) >= w.count) {
+          countWaiters.splice(countWaiters.indexOf(w), 1);
+          w.resolve();
         }
       }
     },
@@ -84,6 +94,10 @@ export function startHarness(opts: Partial<PluginManagerOptions> & { ramSize?: n
       const hit = logs.find((l) => pattern.test(l));
       if (hit) return Promise.resolve(hit);
       return new Promise((resolve) => logWaiters.push({ pattern, resolve }));
+    },
+    waitLogCount(pattern, count) {
+      if (matching(pattern) >= count) return Promise.resolve();
+      return new Promise((resolve) => countWaiters.push({ pattern, count, resolve }));
     },
     async close() {
       await manager.shutdown();
