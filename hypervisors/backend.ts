@@ -86,6 +86,12 @@ export interface VmConfig {
   /** Guest-physical ranges KVM needs for itself on Intel (TSS, identity map); never RAM. */
   tssAddress: number;
   identityMapAddress: number;
+  /**
+   * Guest time derived from the instruction count instead of real time, so that two runs of the
+   * same guest behave identically (`tsvmm run --deterministic`). Only backends that keep their
+   * own guest clock (the interpreter) support it; the VMM refuses it for the others.
+   */
+  deterministic?: boolean;
 }
 
 /** x86 general registers (struct kvm_regs); 64-bit values, so bigint. */
@@ -171,6 +177,12 @@ export interface Vcpu {
 export interface Vm {
   readonly ram: readonly RamRegion[];
   createVcpu(id: number): Vcpu;
+  /**
+   * The guest's clock, for backends that keep one (the interpreter: real time, or instruction
+   * count with VmConfig.deterministic). The VMM's timed devices (the CMOS RTC) should follow it.
+   * Undefined where the guest runs on the host's clock (KVM).
+   */
+  readonly clock?: { nowNs(): number };
   /** Set the level of an interrupt line (a GSI: 0-15 ISA IRQs through the PIC/IOAPIC). */
   setIrqLine(gsi: number, level: boolean): void;
   /** Needs capabilities.ioeventfd. */

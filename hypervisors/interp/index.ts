@@ -17,7 +17,7 @@ import {
 } from '../backend.ts';
 import { Cpu, EXIT_IO, EXIT_MMIO } from './cpu.ts';
 import { Executor, type InterruptSource } from './exec.ts';
-import { InterpPlatform } from './platform.ts';
+import { InterpPlatform, TSC_KHZ } from './platform.ts';
 import { setSegCache } from './protmode.ts';
 import { SEG_NAMES } from './state.ts';
 
@@ -27,13 +27,22 @@ export { Executor } from './exec.ts';
 // irqchip: the PIC pair and PIT live in the backend (platform.ts), as KVM's do in the kernel.
 const CAPABILITIES: Capabilities = { irqchip: true, ioeventfd: false, irqfd: false, nativeKernelMode: false };
 
-/** The CPU the interpreter presents: a family-6 part without FPU, with TSC, MSR, CX8, PSE and CMOV. */
+/**
+ * The CPU the interpreter presents: a family-6 part without FPU, with TSC, MSR, CX8, PSE and CMOV.
+ * Leaves 0x15/0x16 report the TSC frequency (1 GHz: the TSC counts guest nanoseconds, see
+ * platform.ts), so Linux neither calibrates the TSC against the PIT (which fails on an
+ * interpreter whose speed varies) nor falls back to a delay loop calibrated by timing.
+ */
 export function defaultCpuid(): CpuidEntry[] {
   const s = (t: string): number => t.charCodeAt(0) | (t.charCodeAt(1) << 8) | (t.charCodeAt(2) << 16) | (t.charCodeAt(3) << 24);
   const PSE = 1 << 3, TSC = 1 << 4, MSR = 1 << 5, CX8 = 1 << 8, CMOV = 1 << 15;
+  const tscMhz = TSC_KHZ / 1000;
   return [
-    { function: 0, index: 0, flags: 0, eax: 1, ebx: s('Genu'), ecx: s('ntel'), edx: s('ineI') },
+    { function: 0, index: 0, flags: 0, eax: 0x16, ebx: s('Genu'), ecx: s('ntel'), edx: s('ineI') },
     { function: 1, index: 0, flags: 0, eax: 0x633, ebx: 0, ecx: 0, edx: PSE | TSC | MSR | CX8 | CMOV },
+    // TSC = crystal (ECX Hz) x EBX / EAX; processor base/max/bus MHz.
+    { function: 0x15, index: 0, flags: 0, eax: 1, ebx: 1, ecx: TSC_KHZ * 1000, edx: 0 },
+    { function: 0x16, index: 0, flags: 0, eax: tscMhz, ebx: tscMhz, ecx: 100, edx: 0 },
     { function: 0x80000000, index: 0, flags: 0, eax: 0x80000000 | 0, ebx: 0, ecx: 0, edx: 0 },
   ];
 }
