@@ -82,6 +82,18 @@ function eg(i: Insn, size: number): boolean {
 
 const BRANCH = true;
 
+/** Jcc handler: dedicated ones for the most common 32-bit conditions. */
+function fastJcc(cc: number, o16: boolean): Handler {
+  if (o16) return C.jcc;
+  switch (cc) {
+    case 2: return C.jb;
+    case 3: return C.jae;
+    case 4: return C.jz;
+    case 5: return C.jnz;
+    default: return C.jcc;
+  }
+}
+
 /**
  * Decode one instruction from bytes[start..end). Returns null when it runs past `end`
  * (the caller decides whether that is a block boundary or needs more bytes).
@@ -141,11 +153,15 @@ function decodeInto(i: Insn, code32: boolean): void {
       const mem = eg(i, size);
       if (form < 2) { // E,G
         if (!mem) {
-          if (size === 4) i.fn = alu === 0 ? A.add32rr : alu === 5 ? A.sub32rr : alu === 7 ? A.cmp32rr : alu === 6 ? A.xor32rr : A.aluEG32r;
+          if (size === 4) i.fn = alu === 0 ? A.add32rr : alu === 5 ? A.sub32rr : alu === 7 ? A.cmp32rr : alu === 6 ? A.xor32rr : alu === 1 ? A.or32rr : alu === 4 ? A.and32rr : A.aluEG32r;
           else i.fn = pick(size, A.aluEG32r, A.aluEG16r, A.aluEG8r);
         } else i.fn = pick(size, A.aluEG32m, A.aluEG16m, A.aluEG8m);
       } else { // G,E
-        if (!mem) { const t = i.rm; i.rm = i.reg; i.reg = t; i.fn = size === 4 && alu === 7 ? A.cmp32rr : pick(size, A.aluEG32r, A.aluEG16r, A.aluEG8r); }
+        if (!mem) {
+          const t = i.rm; i.rm = i.reg; i.reg = t;
+          i.fn = size !== 4 ? pick(size, A.aluEG32r, A.aluEG16r, A.aluEG8r)
+            : alu === 0 ? A.add32rr : alu === 5 ? A.sub32rr : alu === 7 ? A.cmp32rr : alu === 6 ? A.xor32rr : alu === 1 ? A.or32rr : alu === 4 ? A.and32rr : A.aluEG32r;
+        }
         else i.fn = pick(size, A.aluGE32m, A.aluGE16m, A.aluGE8m);
       }
     } else {
@@ -155,10 +171,10 @@ function decodeInto(i: Insn, code32: boolean): void {
     }
     return;
   }
-  if (op >= 0x40 && op <= 0x4f) { i.rm = ridx(op & 7, osz); i.op = op >> 3 & 1; i.fn = osz === 4 ? A.incdec32r : A.incdec16r; return; }
+  if (op >= 0x40 && op <= 0x4f) { i.rm = ridx(op & 7, osz); i.op = op >> 3 & 1; i.fn = osz === 4 ? (i.op === 0 ? A.inc32r : A.dec32r) : A.incdec16r; return; }
   if (op >= 0x50 && op <= 0x57) { i.rm = ridx(op & 7, osz); i.fn = osz === 4 ? M.push32r : M.push16r; return; }
   if (op >= 0x58 && op <= 0x5f) { i.rm = ridx(op & 7, osz); i.fn = osz === 4 ? M.pop32r : M.pop16r; return; }
-  if (op >= 0x70 && op <= 0x7f) { i.op = op & 15; i.imm = s8(); i.fn = C.jcc; i.ends = BRANCH; return; }
+  if (op >= 0x70 && op <= 0x7f) { i.op = op & 15; i.imm = s8(); i.fn = fastJcc(i.op, o16); i.ends = BRANCH; return; }
   if (op >= 0x91 && op <= 0x97) { i.rm = ridx(op & 7, osz); i.reg = 0; i.fn = osz === 4 ? M.xchg32r : M.xchg16r; return; }
   if (op >= 0xb0 && op <= 0xb7) { i.rm = r8index(op & 7); i.imm = u8(); i.fn = M.movEI8r; return; }
   if (op >= 0xb8 && op <= 0xbf) { i.rm = ridx(op & 7, osz); i.imm = imm(osz); i.fn = osz === 4 ? M.movEI32r : M.movEI16r; return; }
@@ -191,7 +207,7 @@ function decodeInto(i: Insn, code32: boolean): void {
       i.imm = op === 0x83 ? s8() : simm(size);
       if (!mem) {
         i.rm = ridx(mRm, size);
-        if (size === 4) i.fn = mReg === 0 ? A.add32ri : mReg === 5 ? A.sub32ri : mReg === 7 ? A.cmp32ri : A.aluEI32r;
+        if (size === 4) i.fn = mReg === 0 ? A.add32ri : mReg === 5 ? A.sub32ri : mReg === 7 ? A.cmp32ri : mReg === 4 ? A.and32ri : mReg === 1 ? A.or32ri : A.aluEI32r;
         else i.fn = pick(size, A.aluEI32r, A.aluEI16r, A.aluEI8r);
       } else i.fn = pick(size, A.aluEI32m, A.aluEI16m, A.aluEI8m);
       return;
@@ -236,6 +252,11 @@ function decodeInto(i: Insn, code32: boolean): void {
       const mem = modrm(i);
       i.op = mReg;
       if (op <= 0xc1) i.imm = u8(); else if (op <= 0xd1) i.imm = 1; else i.imm2 = 1;
+      if (!mem && size === 4 && i.imm2 === 0 && (i.imm & 31) !== 0 && (mReg === 4 || mReg === 5 || mReg === 6 || mReg === 7)) {
+        i.rm = mRm; i.imm &= 31;
+        i.fn = mReg === 5 ? A.shr32ri : mReg === 7 ? A.sar32ri : A.shl32ri;
+        return;
+      }
       if (!mem) { i.rm = ridx(mRm, size); i.fn = pick(size, A.shift32r, A.shift16r, A.shift8r); }
       else i.fn = pick(size, A.shift32m, A.shift16m, A.shift8m);
       return;
@@ -263,7 +284,7 @@ function decodeInto(i: Insn, code32: boolean): void {
     case 0xd4: i.imm = u8(); i.fn = A.aam; return;
     case 0xd5: i.imm = u8(); i.fn = A.aad; return;
     case 0xd7: i.fn = M.xlat; return;
-    case 0xe0: case 0xe1: case 0xe2: case 0xe3: i.op = op & 3; i.imm = s8(); i.fn = C.loop; i.ends = BRANCH; return;
+    case 0xe0: case 0xe1: case 0xe2: case 0xe3: i.op = op & 3; i.imm = s8(); i.fn = op === 0xe2 && !a16 && !o16 ? C.loop32 : C.loop; i.ends = BRANCH; return;
     case 0xe4: case 0xe5: i.imm = op & 1 ? osz : 1; i.imm2 = u8(); i.fn = Y.inp; return;
     case 0xe6: case 0xe7: i.imm = op & 1 ? osz : 1; i.imm2 = u8(); i.fn = Y.outp; return;
     case 0xec: case 0xed: i.imm = op & 1 ? osz : 1; i.op = 1; i.fn = Y.inp; return;
@@ -320,7 +341,7 @@ function decodeInto(i: Insn, code32: boolean): void {
 
 function decode0F(i: Insn, op: number, osz: number): void {
   if (op >= 0x40 && op <= 0x4f) { const mem = eg(i, osz); i.op = op & 15; i.fn = mem ? (osz === 4 ? A.cmov32m : A.cmov16m) : (osz === 4 ? A.cmov32r : A.cmov16r); return; }
-  if (op >= 0x80 && op <= 0x8f) { i.op = op & 15; i.imm = simm(osz); i.fn = C.jcc; i.ends = BRANCH; return; }
+  if (op >= 0x80 && op <= 0x8f) { i.op = op & 15; i.imm = simm(osz); i.fn = fastJcc(i.op, osz === 2); i.ends = BRANCH; return; }
   if (op >= 0x90 && op <= 0x9f) { const mem = modrm(i); i.op = op & 15; if (mem) i.fn = A.setcc_m; else { i.rm = r8index(mRm); i.fn = A.setcc_r; } return; }
   if (op >= 0xc8 && op <= 0xcf) { i.rm = op & 7; i.fn = A.bswap; return; }
   if (op >= 0x18 && op <= 0x1f) { modrm(i); i.fn = M.nop; return; } // hint NOPs / PREFETCH

@@ -14,10 +14,9 @@ const MAX_BLOCK = 64;
 
 /** A run of instructions decoded from one physical page, ending at a branch or the page end. */
 class Block {
-  /** False once its page was written: successor links to it must not be followed. */
-  valid = true;
-  // Two cached successors (taken / fall-through), each valid for one TLB epoch and CS mode:
-  // following them skips the TLB and block-map lookups between blocks.
+  // Two cached successors (taken / fall-through), each valid for one epoch (c.tlbEpoch: bumped
+  // by TLB flushes, INVLPG, CS/CPL changes and code invalidation): following them skips the TLB
+  // and block-map lookups between blocks.
   succA: Block | null = null;
   succAEip = 0;
   succAEpoch = -1;
@@ -65,13 +64,14 @@ export class Executor {
   invalidatePage(page: number): void {
     const list = this.pageBlocks.get(page);
     if (list === undefined) return;
-    for (const b of list) { this.blocks.delete(b.key); b.valid = false; }
+    for (const b of list) this.blocks.delete(b.key);
+    this.cpu.tlbEpoch++; // successor links to the dropped blocks die with the epoch
     this.pageBlocks.delete(page);
   }
 
   /** Drop every decoded block (after the VMM rewrote guest memory behind our back). */
   flushCode(): void {
-    for (const b of this.blocks.values()) b.valid = false;
+    this.cpu.tlbEpoch++;
     this.blocks.clear();
     this.pageBlocks.clear();
     this.cpu.codePage.fill(0);
@@ -169,25 +169,24 @@ export class Executor {
       } else c.inhibitIrq = false;
 
       const eip = c.eip;
-      let blk: Block | undefined | null = null;
-      if (prev !== null) {
-        const ep = c.tlbEpoch;
-        if (prev.succAEip === eip && prev.succAEpoch === ep && prev.succA!.valid && prev.succA!.code32 === c.code32) blk = prev.succA;
-        else if (prev.succBEip === eip && prev.succBEpoch === ep && prev.succB!.valid && prev.succB!.code32 === c.code32) blk = prev.succB;
-      }
-      if (blk === null) {
+      let blk: Block | null;
+      const ep = c.tlbEpoch;
+      if (prev !== null && prev.succAEip === eip && prev.succAEpoch === ep) blk = prev.succA;
+      else if (prev !== null && prev.succBEip === eip && prev.succBEpoch === ep) blk = prev.succB;
+      else {
         blk = this.lookup(c, eip);
         if (blk === null) {
           prev = null;
           if (this.lookupExit !== EXIT_NONE) { const r = this.lookupExit; this.lookupExit = EXIT_NONE; return r; }
           continue;
         }
+        if (prev !== null && blk.key !== -1) {
+          // Replace the older link (never to an uncached page-straddling block).
+          prev.succB = prev.succA; prev.succBEip = prev.succAEip; prev.succBEpoch = prev.succAEpoch;
+          prev.succA = blk; prev.succAEip = eip; prev.succAEpoch = ep;
+        }
       }
-      if (prev !== null && prev.succA !== blk && prev.succB !== blk) {
-        // Replace the older link.
-        prev.succB = prev.succA; prev.succBEip = prev.succAEip; prev.succBEpoch = prev.succAEpoch;
-        prev.succA = blk; prev.succAEip = eip; prev.succAEpoch = c.tlbEpoch;
-      }
+      blk = blk!;
       prev = blk.key === -1 ? null : blk;
 
       const ins = blk.insns, n = ins.length;

@@ -100,6 +100,52 @@ export function cmp32ri(c: Cpu, i: Insn): void {
   c.ccOp = CC_SUB; c.ccA = a; c.ccB = b; c.ccRes = (a - b) | 0; c.ccShift = 0; c.lazy = ARITH;
 }
 
+export function or32rr(c: Cpu, i: Insn): void {
+  const r = c.r[i.rm] | c.r[i.reg];
+  c.r[i.rm] = r; c.ccOp = CC_LOGIC; c.ccA = 0; c.ccB = 0; c.ccRes = r; c.ccShift = 0; c.lazy = ARITH;
+}
+export function and32rr(c: Cpu, i: Insn): void {
+  const r = c.r[i.rm] & c.r[i.reg];
+  c.r[i.rm] = r; c.ccOp = CC_LOGIC; c.ccA = 0; c.ccB = 0; c.ccRes = r; c.ccShift = 0; c.lazy = ARITH;
+}
+export function and32ri(c: Cpu, i: Insn): void {
+  const r = c.r[i.rm] & i.imm;
+  c.r[i.rm] = r; c.ccOp = CC_LOGIC; c.ccA = 0; c.ccB = 0; c.ccRes = r; c.ccShift = 0; c.lazy = ARITH;
+}
+export function or32ri(c: Cpu, i: Insn): void {
+  const r = c.r[i.rm] | i.imm;
+  c.r[i.rm] = r; c.ccOp = CC_LOGIC; c.ccA = 0; c.ccB = 0; c.ccRes = r; c.ccShift = 0; c.lazy = ARITH;
+}
+export function inc32r(c: Cpu, i: Insn): void {
+  if ((c.lazy & CF) !== 0) c.eflags = (c.eflags & ~CF) | c.getCF();
+  const a = c.r[i.rm], r = (a + 1) | 0;
+  c.r[i.rm] = r; c.ccOp = CC_INC; c.ccA = a; c.ccB = 1; c.ccRes = r; c.ccShift = 0; c.lazy = ARITH & ~CF;
+}
+export function dec32r(c: Cpu, i: Insn): void {
+  if ((c.lazy & CF) !== 0) c.eflags = (c.eflags & ~CF) | c.getCF();
+  const a = c.r[i.rm], r = (a - 1) | 0;
+  c.r[i.rm] = r; c.ccOp = CC_DEC; c.ccA = a; c.ccB = 1; c.ccRes = r; c.ccShift = 0; c.lazy = ARITH & ~CF;
+}
+/** SHL/SHR/SAR r32, imm8 with a non-zero masked count (the decoder checks): all six flags set. */
+export function shl32ri(c: Cpu, i: Insn): void {
+  const v = c.r[i.rm], n = i.imm, r = v << n, cf = (v >>> (32 - n)) & 1;
+  c.r[i.rm] = r;
+  c.eflags = (c.eflags & ~ARITH) | cf | (((r >>> 31) ^ cf) !== 0 ? OF : 0);
+  c.ccOp = CC_LOGIC; c.ccA = 0; c.ccB = 0; c.ccRes = r; c.ccShift = 0; c.lazy = ZF | SF | PF;
+}
+export function shr32ri(c: Cpu, i: Insn): void {
+  const v = c.r[i.rm], n = i.imm, r = v >>> n;
+  c.r[i.rm] = r;
+  c.eflags = (c.eflags & ~ARITH) | ((v >>> (n - 1)) & 1) | (v < 0 ? OF : 0);
+  c.ccOp = CC_LOGIC; c.ccA = 0; c.ccB = 0; c.ccRes = r; c.ccShift = 0; c.lazy = ZF | SF | PF;
+}
+export function sar32ri(c: Cpu, i: Insn): void {
+  const v = c.r[i.rm], n = i.imm, r = v >> n;
+  c.r[i.rm] = r;
+  c.eflags = (c.eflags & ~ARITH) | ((v >> (n - 1)) & 1);
+  c.ccOp = CC_LOGIC; c.ccA = 0; c.ccB = 0; c.ccRes = r; c.ccShift = 0; c.lazy = ZF | SF | PF;
+}
+
 // ---- TEST
 export function test32r(c: Cpu, i: Insn): void { logic(c, c.r[i.rm] & c.r[i.reg], 0); }
 export function test16r(c: Cpu, i: Insn): void { logic(c, c.r16[i.rm] & c.r16[i.reg], 16); }

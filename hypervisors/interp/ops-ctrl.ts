@@ -12,6 +12,17 @@ function target(c: Cpu, i: Insn): number {
 }
 
 export function jcc(c: Cpu, i: Insn): void { c.eip = c.cond(i.op) ? target(c, i) : next(c, i); }
+// The common conditions as their own handlers (32-bit operand size only): no switch on cc.
+export function jz(c: Cpu, i: Insn): void { c.eip = (c.base + i.nextOff + (c.getZF() ? i.imm : 0)) | 0; }
+export function jnz(c: Cpu, i: Insn): void { c.eip = (c.base + i.nextOff + (c.getZF() ? 0 : i.imm)) | 0; }
+export function jb(c: Cpu, i: Insn): void { c.eip = (c.base + i.nextOff + (c.getCF() !== 0 ? i.imm : 0)) | 0; }
+export function jae(c: Cpu, i: Insn): void { c.eip = (c.base + i.nextOff + (c.getCF() !== 0 ? 0 : i.imm)) | 0; }
+/** LOOP with ECX (32-bit address size, 32-bit operand size). */
+export function loop32(c: Cpu, i: Insn): void {
+  const n = (c.r[1] - 1) | 0;
+  c.r[1] = n;
+  c.eip = (c.base + i.nextOff + (n !== 0 ? i.imm : 0)) | 0;
+}
 export function jmpRel(c: Cpu, i: Insn): void { c.eip = target(c, i); }
 export function callRel(c: Cpu, i: Insn): void {
   if (i.o16) c.push16(next(c, i)); else c.push32(next(c, i));

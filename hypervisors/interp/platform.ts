@@ -30,6 +30,15 @@ export const DETERMINISTIC_NS_PER_INSN = 10;
 /** The TSC frequency the interpreter presents: one tick per guest nanosecond. */
 export const TSC_KHZ = 1_000_000;
 
+/**
+ * Kernel command-line words a Linux guest needs on this platform. `tsc=reliable`: the TSC is the
+ * guest clock itself (1 GHz, see defaultCpuid), whereas the PIT-and-jiffies clocksource the
+ * kernel's watchdog would compare it with loses ticks whenever the guest keeps interrupts off
+ * longer than a tick (console output at boot does): without it the watchdog marks the TSC unstable
+ * and Linux falls back to the coarse PIT clocksource.
+ */
+export const LINUX_KERNEL_ARGS: readonly string[] = ['tsc=reliable'];
+
 /** A port the platform swallows: reads give all ones, writes are ignored. */
 const POST_PORT: PioDevice = { name: 'post', pioRead: (_p, size) => (size === 4 ? 0xffff_ffff : size === 2 ? 0xffff : 0xff), pioWrite: () => {} };
 

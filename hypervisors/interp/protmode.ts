@@ -38,7 +38,7 @@ function setAccessed(c: Cpu, addr: number): void {
 
 export function setSegCache(c: Cpu, seg: number, sel: number, base: number, limit: number, attr: number): void {
   c.segSel[seg] = sel; c.segBase[seg] = base; c.segLimit[seg] = limit; c.segAttr[seg] = attr;
-  if (seg === CS) c.code32 = (attr & 0x4000) !== 0;
+  if (seg === CS) { c.code32 = (attr & 0x4000) !== 0; c.tlbEpoch++; }
   else if (seg === SS) c.stack32 = (attr & 0x4000) !== 0;
 }
 
