@@ -22,6 +22,8 @@ export interface Harness {
   waitIrq(gsi: number, count: number): Promise<void>;
   /** Resolves when a log line matches. */
   waitLog(pattern: RegExp): Promise<string>;
+  /** Resolves once the bytes written to hvc0 so far contain `text`. */
+  waitHvc0(text: string): Promise<void>;
   /** Resolves when at least `count` log lines (so far, in total) match. */
   waitLogCount(pattern: RegExp, count: number): Promise<void>;
   close(): Promise<void>;
@@ -39,6 +41,8 @@ export function startHarness(opts: Partial<PluginManagerOptions> & { ramSize?: n
   const irqs = new Map<number, number>();
   const irqWaiters: { gsi: number; count: number; resolve(): void }[] = [];
   const logWaiters: { pattern: RegExp; resolve(line: string): void }[] = [];
+  const hvcWaiters: { text: string; resolve(): void }[] = [];
+  const hvcText = () => Buffer.concat(hvc0).toString('latin1');
   const countWaiters: { pattern: RegExp; count: number; resolve(): void }[] = [];
   const matching = (pattern: RegExp) => logs.reduce((n, l) => n + (pattern.test(l) ? 1 : 0), 0);
   const manager = startPluginManager({
@@ -53,7 +57,15 @@ export function startHarness(opts: Partial<PluginManagerOptions> & { ramSize?: n
         }
       }
     },
-    consoleOutput: (_c, b) => hvc0.push(b.slice()),
+    consoleOutput: (_c, b) => {
+      hvc0.push(b.slice());
+      for (const w of [...hvcWaiters]) {
+        if (hvcText().includes(w.text)) {
+          hvcWaiters.splice(hvcWaiters.indexOf(w), 1);
+          w.resolve();
+        }
+      }
+    },
     log: (line) => {
       logs.push(line);
       if (process.env.TSVMM_TEST_VERBOSE) console.log(line);
@@ -94,6 +106,10 @@ export function startHarness(opts: Partial<PluginManagerOptions> & { ramSize?: n
       const hit = logs.find((l) => pattern.test(l));
       if (hit) return Promise.resolve(hit);
       return new Promise((resolve) => logWaiters.push({ pattern, resolve }));
+    },
+    waitHvc0(text) {
+      if (hvcText().includes(text)) return Promise.resolve();
+      return new Promise((resolve) => hvcWaiters.push({ text, resolve }));
     },
     waitLogCount(pattern, count) {
       if (matching(pattern) >= count) return Promise.resolve();
