@@ -24,8 +24,8 @@ describe('the example plugin from docs/plugins.md', () => {
     expect(h.read(slot.mmioBase + 8, 4)).toBe(0n);
     h.write(slot.mmioBase + 0x10, 4, 1n);
     h.write(slot.mmioBase + 0x10, 1, 0xffn);
-    await h.waitIrq(slot.irq, 2);
     expect(h.read(slot.mmioBase + 8, 4)).toBe(2n); // posted rings are ordered before this read
+    await h.waitIrq(slot.irq, 1); // two pulses of an eventfd may coalesce into one
     expect(h.read(slot.mmioBase + 0x20, 4)).toBeUndefined(); // outside every region: the VMM's bus answers
     await h.waitLog(/example device ready at 0xd0000000, irq 5/);
     await h.manager.reset();
