@@ -141,6 +141,18 @@ describe.skipIf(missing !== undefined)('web console in chromium', () => {
     expect(text).not.toContain('\x1b');
   });
 
+  test('the console selector switches between ttyS0 and hvc0, each with its own history', async () => {
+    shell.hub.output('hvc0', Buffer.from('hello from hvc0\r\n'));
+    await first.selectOption('#console', 'hvc0');
+    await waitForLine(first, 'hello from hvc0');
+    expect((await screen(first)).join('\n')).not.toContain('web-42');
+    expect(new URL(first.url()).searchParams.get('console')).toBe('hvc0');
+    expect(await first.getAttribute('#download', 'href')).toMatch(/console=hvc0/);
+    await first.selectOption('#console', 'ttyS0');
+    await waitForLine(first, 'web-42');
+    expect((await screen(first)).join('\n')).not.toContain('hello from hvc0');
+  });
+
   test('reset and power off keep the console connected and show the VM state', async () => {
     first.on('dialog', (d) => void d.accept());
     const viewers = web.viewerCount();

@@ -1,0 +1,96 @@
+// Keystroke-to-echo latency against the real VMM and its guest shell: the same guest, echo
+// measured through tsvmm's stdio terminal (the peer: no web console in the path) and through the
+// web console's WebSocket (a viewer in another process), in one run.
+//
+//   npx tsx bench/web/vm-echo.ts [--keys 200] [-- tsvmm run options]
+//
+// Boots the default guest with `tsvmm run --web 127.0.0.1:0`; under the interpreter that takes
+// minutes (TSVMM_BENCH_BOOT_MS bounds it, default 30 min).
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { parseArgs } from 'node:util';
+import { wsUrl } from '../../test/web/support/ws-viewer.ts';
+
+const { values, positionals } = parseArgs({ options: { keys: { type: 'string', default: '200' } }, allowPositionals: true });
+const KEYS = Number(values.keys);
+const WARMUP = 20;
+const BOOT_MS = Number(process.env.TSVMM_BENCH_BOOT_MS ?? 30 * 60_000);
+const root = new URL('../../', import.meta.url).pathname;
+
+const vmm = spawn(process.execPath, ['bin/tsvmm.js', 'run', '--web', '127.0.0.1:0', ...positionals], { cwd: root, stdio: ['pipe', 'pipe', 'inherit'] });
+let out = '';
+let waiter: (() => void) | undefined;
+vmm.stdout.on('data', (c: Buffer) => {
+  out += c.toString('latin1');
+  waiter?.();
+});
+vmm.once('exit', (code) => {
+  if (!finished) {
+    console.error(`tsvmm exited (${code}) during the benchmark; its output ended with:\n${out.slice(-2000)}`);
+    process.exit(1);
+  }
+});
+let finished = false;
+
+function until(predicate: () => boolean, what: string, ms: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no ${what} within ${ms} ms; output ended with:\n${out.slice(-2000)}`)), ms);
+    const check = () => {
+      if (predicate()) {
+        clearTimeout(timer);
+        waiter = undefined;
+        resolve();
+      }
+    };
+    waiter = check;
+    check();
+  });
+}
+
+const t0 = performance.now();
+await until(() => /^tsvmm: web console at (http:\/\/\S+)$/m.test(out), 'web console URL', 120_000);
+const url = /^tsvmm: web console at (http:\/\/\S+)$/m.exec(out)![1]!;
+await until(() => /\n# $/.test(out), 'guest shell prompt', BOOT_MS);
+const bootS = (performance.now() - t0) / 1000;
+
+// The peer: echo through the stdio terminal (a pipe here).
+const direct: number[] = [];
+for (let i = 0; i < KEYS + WARMUP; i++) {
+  const key = String.fromCharCode(0x61 + (i % 26));
+  const from = out.length;
+  const sent = performance.now();
+  vmm.stdin.write(key);
+  await until(() => out.indexOf(key, from) >= 0, `echo of key ${i}`, 60_000);
+  if (i >= WARMUP) direct.push(performance.now() - sent);
+}
+let mark = out.length;
+vmm.stdin.write('\r'); // the typed word is run (not found) and a new prompt follows
+await until(() => /\n# $/.test(out.slice(mark)), 'prompt', 60_000);
+
+// Through the web console.
+const client = spawn(process.execPath, ['--import', 'tsx', new URL('./client.ts', import.meta.url).pathname, 'echo', wsUrl(url), String(KEYS), String(WARMUP)], {
+  stdio: ['pipe', 'pipe', 'inherit'],
+});
+const lines = createInterface({ input: client.stdout });
+const result = new Promise<number[]>((resolve) =>
+  lines.on('line', (line) => {
+    if (line === 'ready') client.stdin.write('go\n');
+    else resolve((JSON.parse(line) as { samples: number[] }).samples);
+  }),
+);
+const web = await result;
+mark = out.length;
+vmm.stdin.write('\r');
+await until(() => /\n# $/.test(out.slice(mark)), 'prompt', 60_000);
+finished = true;
+vmm.kill('SIGTERM');
+
+const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!;
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b) / xs.length;
+const f = (x: number) => x.toFixed(2);
+console.log(`tsvmm run --web ${positionals.join(' ')}: guest prompt after ${bootS.toFixed(0)} s; ${KEYS} keys after ${WARMUP} warm-up, one at a time\n`);
+console.log('| path | p50 ms | p99 ms | mean ms |');
+console.log('|---|---:|---:|---:|');
+console.log(`| stdio terminal (pipe) — the guest's own echo | ${f(pct(direct, 50))} | ${f(pct(direct, 99))} | ${f(mean(direct))} |`);
+console.log(`| web console WebSocket (viewer in another process) | ${f(pct(web, 50))} | ${f(pct(web, 99))} | ${f(mean(web))} |`);
+console.log(`\nWebSocket adds ${f(pct(web, 50) - pct(direct, 50))} ms at p50 (target ≤ 5 ms).`);
