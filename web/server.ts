@@ -399,8 +399,9 @@ export async function startWebConsole(options: WebConsoleOptions): Promise<WebCo
         const gone = [...viewers].map((v) => new Promise<void>((r) => (v.ws.readyState === v.ws.CLOSED ? r() : v.ws.once('close', () => r()))));
         for (const v of [...viewers]) v.drop(CloseCode.shuttingDown, 'tsvmm is shutting down');
         await Promise.all(gone);
-        await new Promise<void>((r) => server.close(() => r()));
-        server.closeAllConnections();
+        const stopped = new Promise<void>((r) => server.close(() => r()));
+        server.closeAllConnections(); // keep-alive page connections would otherwise hold close() open
+        await stopped;
       })();
       return closing;
     },

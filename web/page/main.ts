@@ -138,7 +138,7 @@ function connect(): void {
     clearInterval(pingTimer);
     ws = undefined;
     const why = ev.reason || (ev.code === CloseCode.shuttingDown ? 'tsvmm shut down' : `code ${ev.code}`);
-    if (greeted) say(`connection closed: ${why}`);
+    if (greeted || ev.reason) say(`connection closed: ${why}`);
     void retry(greeted);
   };
 }
