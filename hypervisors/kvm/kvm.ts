@@ -172,6 +172,14 @@ export class KvmVm implements Vm {
   }
 
   private ioeventfd(spec: IoeventfdSpec, extraFlags: number): void {
+    // KVM answers these with a bare EINVAL; say what is wrong instead.
+    if (![0, 1, 2, 4, 8].includes(spec.length)) throw new RangeError(`ioeventfd length ${spec.length}: use 1, 2, 4, 8, or 0 for any`);
+    if (spec.length === 0) {
+      if (spec.datamatch !== undefined) throw new RangeError('an ioeventfd of any length (0) cannot match data: give the access size');
+      if (this.addon.checkExtension(this.fd, KvmCap.ioeventfdAnyLength) === 0) {
+        throw new Error('this kernel cannot register an ioeventfd of any length (KVM_CAP_IOEVENTFD_ANY_LENGTH, Linux 4.5+): give the access size');
+      }
+    }
     const flags = extraFlags | (spec.pio ? IOEVENTFD_FLAG_PIO : 0) | (spec.datamatch !== undefined ? IOEVENTFD_FLAG_DATAMATCH : 0);
     this.addon.ioeventfd(this.fd, spec.address, spec.length, spec.fd, flags, spec.datamatch ?? 0n);
   }

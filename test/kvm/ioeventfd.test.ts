@@ -84,6 +84,27 @@ describe.skipIf(skip)('ioeventfd', () => {
     expect(loadKvmAddon().eventfdRead(pio)).toBe(0n);
   });
 
+  test('length 0 matches MMIO writes of any size', () => {
+    const a = new Asm(64, GUEST.code).movImm(R.ebx, DOORBELL_MMIO).movImm(R.eax, 1);
+    for (const size of [1, 2, 4, 8] as const) a.store(R.ebx, R.eax, size);
+    a.out(DONE_PORT, 1);
+    guest = new TestGuest({ mode: 'long64' });
+    guest.load(a);
+    guest.start(GUEST.code);
+    guest.enterUserMode(GUEST.code);
+    const fd = eventfd();
+    guest.vm.assignIoeventfd({ address: DOORBELL_MMIO, length: 0, pio: false, fd });
+    expect(runUntilDone(guest, {}).exits).toBe(1);
+    expect(loadKvmAddon().eventfdRead(fd)).toBe(4n);
+  });
+
+  test('bad ioeventfd specs are refused with a reason', () => {
+    guest = doorbellGuest(1, 1);
+    const fd = eventfd();
+    expect(() => guest!.vm.assignIoeventfd({ address: DOORBELL_PORT, length: 3, pio: true, fd })).toThrow(/length 3: use 1, 2, 4, 8, or 0/);
+    expect(() => guest!.vm.assignIoeventfd({ address: DOORBELL_MMIO, length: 0, pio: false, fd, datamatch: 1n })).toThrow(/cannot match data/);
+  });
+
   test('registering the same doorbell twice fails with an error naming KVM_IOEVENTFD and EEXIST', () => {
     guest = doorbellGuest(1, 1);
     const spec: IoeventfdSpec = { address: DOORBELL_PORT, length: 4, pio: true, fd: eventfd() };
