@@ -43,6 +43,8 @@ export interface NativeFdio {
   eventfdRead(fd: number): number;
   memfdCreate(name: string, size: number): number;
   mapFd(fd: number, offset: number, size: number, writable: boolean): ArrayBuffer;
+  /** A read/write MAP_SHARED mapping as a SharedArrayBuffer (shareable with worker threads). */
+  mapFdShared(fd: number, offset: number, size: number): SharedArrayBuffer;
   closeFd(fd: number): void;
   /** SO_TYPE of a socket (1 stream, 5 seqpacket), -1 if fd is not a socket. */
   socketType(fd: number): number;
@@ -87,4 +89,15 @@ export function fdio(): NativeFdio {
   process.dlopen(mod, addonPath, constants.dlopen.RTLD_NOW | constants.dlopen.RTLD_GLOBAL);
   loaded = mod.exports;
   return loaded;
+}
+
+/**
+ * Guest RAM that both worker threads (as a SharedArrayBuffer) and plugin processes (through the
+ * memfd) can use: what a backend without its own memfd RAM (the interpreter) should allocate so
+ * that plugins can do DMA. The fd stays open for the life of the VM (plugins receive copies).
+ */
+export function sharedGuestRam(name: string, size: number): { fd: number; buffer: SharedArrayBuffer } {
+  const n = fdio();
+  const fd = n.memfdCreate(name, size);
+  return { fd, buffer: n.mapFdShared(fd, 0, size) };
 }

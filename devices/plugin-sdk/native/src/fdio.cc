@@ -3,6 +3,9 @@
 // raw fds, eventfds, memfds and shared mappings, and a libuv poll watcher so the event loop can
 // wait on any of these fds. Every fd this module creates is close-on-exec; passing one to a child
 // is explicit (spawn's stdio array). Errors become JS Errors with `code` set to the errno name.
+// node.h first: it defines NAPI_VERSION, which napi.h would otherwise default differently.
+#include <node.h>
+#include <v8.h>
 #include <napi.h>
 #include <uv.h>
 
@@ -308,6 +311,29 @@ Napi::Value SocketType(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), type);
 }
 
+// mapFdShared(fd, offset, size): SharedArrayBuffer over a read/write MAP_SHARED mapping. Lets a
+// backend whose guest RAM must be a SharedArrayBuffer (the interpreter: worker threads share it)
+// back it with a memfd that plugin processes can map too. N-API cannot make an external
+// SharedArrayBuffer, so this one function uses V8 directly (the addon is built from source for
+// the running Node, so the V8 ABI matches).
+Napi::Value MapFdShared(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int64_t fd, off, size;
+  if (!ArgInt(info, 0, &fd) || !ArgInt(info, 1, &off) || !ArgInt(info, 2, &size)) return env.Undefined();
+  if (size <= 0 || off < 0) {
+    Napi::RangeError::New(env, "mapFdShared: size must be positive and offset non-negative").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  void* p = mmap(nullptr, static_cast<size_t>(size), PROT_READ | PROT_WRITE, MAP_SHARED, static_cast<int>(fd), static_cast<off_t>(off));
+  if (p == MAP_FAILED) { ThrowErrno(env, "mmap", errno); return env.Undefined(); }
+  v8::Isolate* isolate = v8::Isolate::GetCurrent();
+  std::unique_ptr<v8::BackingStore> store = v8::SharedArrayBuffer::NewBackingStore(
+      p, static_cast<size_t>(size), [](void* data, size_t length, void*) { munmap(data, length); }, nullptr);
+  v8::Local<v8::SharedArrayBuffer> sab = v8::SharedArrayBuffer::New(isolate, std::move(store));
+  v8::Local<v8::Value> value = sab;
+  return Napi::Value(env, reinterpret_cast<napi_value>(*value));
+}
+
 Napi::Value CloseFd(const Napi::CallbackInfo& info) {
   int64_t fd;
   if (!ArgInt(info, 0, &fd)) return info.Env().Undefined();
@@ -409,6 +435,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("memfdCreate", Napi::Function::New(env, MemfdCreate));
   exports.Set("mapFd", Napi::Function::New(env, MapFd));
   exports.Set("socketType", Napi::Function::New(env, SocketType));
+  exports.Set("mapFdShared", Napi::Function::New(env, MapFdShared));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd));
   exports.Set("Watcher", Watcher::Init(env));
   tsvmm::ioregion::InitExports(env, exports);
