@@ -171,6 +171,12 @@ export interface Vcpu {
   setCpuid(entries: readonly CpuidEntry[]): void;
   /** Run guest code on the calling thread until an exit the VMM must handle. */
   run(): ExitReason;
+  /**
+   * Is the vCPU halted with interrupts disabled, so nothing but a reset can wake it? That is
+   * where a guest kernel's power-off ends without ACPI. Backends whose HLT exits (Hlt) may
+   * answer from that; KVM's in-kernel HLT never exits, so the VMM asks this after a kick.
+   */
+  haltedForGood(): boolean;
   kickToken(): KickToken;
 }
 

@@ -66,6 +66,10 @@ export function runVcpu(vcpu: Vcpu, bus: IoBus, hooks: LoopHooks): Outcome {
         Atomics.and(hooks.control, Control.requests, ~Control.input);
         hooks.takeInput();
       }
+      if (requests & Control.haltCheck) {
+        Atomics.and(hooks.control, Control.requests, ~Control.haltCheck);
+        if (vcpu.haltedForGood()) return { kind: 'poweroff', detail: 'the guest halted with interrupts disabled' };
+      }
     }
   }
 }

@@ -31,6 +31,8 @@ export const Control = {
   stop: 1,
   reset: 2,
   input: 4,
+  /** Is the guest halted for good (powered off)? Asked periodically on backends whose HLT never exits. */
+  haltCheck: 8,
   words: 4,
 } as const;
 

@@ -54,6 +54,8 @@ export interface KvmAddon {
   getSregs(slot: number, out: Uint8Array): void;
   setSregs(slot: number, sregs: Uint8Array): void;
   setCpuid2(slot: number, entries: Uint8Array): void;
+  /** KVM_GET_MP_STATE: 0 runnable, 3 halted, ... */
+  getMpState(slot: number): number;
   /** KVM_RUN: the kvm_run exit_reason, or `runKicked` (-1). Blocks the calling thread. */
   run(slot: number): number;
   readonly runKicked: number;

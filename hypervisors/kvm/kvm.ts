@@ -273,6 +273,12 @@ export class KvmVcpu implements Vcpu {
     this.addon.setCpuid2(this.slot, encodeCpuid(entries));
   }
 
+  haltedForGood(): boolean {
+    const KVM_MP_STATE_HALTED = 3;
+    const IF = 0x200n;
+    return this.addon.getMpState(this.slot) === KVM_MP_STATE_HALTED && (this.getRegs().rflags & IF) === 0n;
+  }
+
   run(): ExitReason {
     const reason = this.addon.run(this.slot);
     const exit = this.exit;

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { kvmSkipReason } from '../support/kvm-available.ts';
 import { TSVMM_BIN, TsvmmProcess, runTsvmm } from '../support/tsvmm-process.ts';
-import { printThenReset, pvhElf, serialEcho } from './fixtures/bare-metal-elf.ts';
+import { printThenHalt, printThenReset, pvhElf, serialEcho } from './fixtures/bare-metal-elf.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'tsvmm-lifecycle-'));
 function kernel(name: string, image: Uint8Array): string {
@@ -23,6 +23,13 @@ describe.skipIf(kvmSkipReason !== undefined)('tsvmm run lifecycle (KVM, bare-met
     const r = await runTsvmm(run(kernel('hello.elf', printThenReset('hello from the guest\n'))));
     expect(r.stdout).toContain('hello from the guest');
     expect(r.stderr).toMatch(/guest finished: the guest pulsed the i8042 reset line/);
+    expect(r.code).toBe(0);
+  });
+
+  test('a guest that halts with interrupts off (Linux power-off without ACPI) ends the run with exit 0', async () => {
+    const r = await runTsvmm(run(kernel('halt.elf', printThenHalt('powering off\n'))));
+    expect(r.stdout).toContain('powering off');
+    expect(r.stderr).toMatch(/guest finished: the guest halted with interrupts disabled/);
     expect(r.code).toBe(0);
   });
 

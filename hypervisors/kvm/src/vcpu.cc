@@ -94,6 +94,14 @@ static Napi::Value SetSregs(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// getMpState(slot): KVM_MP_STATE_* — HALTED (3) while the vCPU sleeps in an in-kernel HLT.
+static Napi::Value GetMpState(const Napi::CallbackInfo& info) {
+  VcpuEntry& e = OwnedVcpu(info.Env(), ArgInt(info, 0, "getMpState", "slot"), "getMpState");
+  kvm_mp_state state{};
+  Ioctl(info.Env(), e.fd, KVM_GET_MP_STATE, &state, "KVM_GET_MP_STATE");
+  return Napi::Number::New(info.Env(), state.mp_state);
+}
+
 // setCpuid2(slot, entries: Uint8Array) — n × struct kvm_cpuid_entry2 (40 bytes).
 static Napi::Value SetCpuid2(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -154,6 +162,7 @@ void ExportVcpu(Napi::Env env, Napi::Object exports) {
   exports.Set("getSregs", Napi::Function::New(env, GetSregs, "getSregs"));
   exports.Set("setSregs", Napi::Function::New(env, SetSregs, "setSregs"));
   exports.Set("setCpuid2", Napi::Function::New(env, SetCpuid2, "setCpuid2"));
+  exports.Set("getMpState", Napi::Function::New(env, GetMpState, "getMpState"));
   exports.Set("run", Napi::Function::New(env, Run, "run"));
   exports.Set("kick", Napi::Function::New(env, KickFn, "kick"));
   exports.Set("armKickTimer", Napi::Function::New(env, ArmKickTimerFn, "armKickTimer"));
