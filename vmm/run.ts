@@ -43,6 +43,12 @@ const DETERMINISTIC_NEEDS_INTERP =
 export const DEFAULT_CMDLINE = 'console=ttyS0 reboot=t panic=-1';
 
 const SERIAL_RING_BYTES = 1 << 20;
+/**
+ * How often a KVM guest is asked whether it powered off. KVM handles HLT in the kernel, so a
+ * guest that halts for good (Linux's power-off without ACPI) never exits on its own; a kick a
+ * second costs one exit.
+ */
+const HALT_CHECK_MS = 1000;
 /** How long a stopping guest may take before its worker is ended by force. */
 const STOP_GRACE_MS = 5000;
 
@@ -115,6 +121,7 @@ class RunSession {
       this.terminal = new Terminal({ hub: this.hub, console: this.options.console, onQuit: () => this.requestStop('quit with Ctrl-A x') });
     }
     const pump = this.pumpSerial();
+    const haltCheck = this.backend === 'kvm' ? setInterval(() => this.request(Control.haltCheck), HALT_CHECK_MS) : undefined;
     const web = this.options.web ? await startWebConsole({ hub: this.hub, ...this.options.web, log }) : undefined;
     if (web) for (const line of webConsoleLines(web)) process.stdout.write(`${line}\n`);
     try {
@@ -133,6 +140,7 @@ class RunSession {
       await pump;
       return this.report(outcome);
     } finally {
+      clearInterval(haltCheck);
       this.finished = true;
       await web?.close();
       this.terminal?.restore();
