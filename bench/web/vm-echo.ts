@@ -16,6 +16,8 @@ const KEYS = Number(values.keys);
 const WARMUP = 20;
 const BOOT_MS = Number(process.env.TSVMM_BENCH_BOOT_MS ?? 30 * 60_000);
 const root = new URL('../../', import.meta.url).pathname;
+/** BusyBox ash's prompt; its line editor follows it with a cursor-position query (ESC [6n). */
+const PROMPT = /\n# (\x1b\[6n)?$/;
 
 const vmm = spawn(process.execPath, ['bin/tsvmm.js', 'run', '--web', '127.0.0.1:0', ...positionals], { cwd: root, stdio: ['pipe', 'pipe', 'inherit'] });
 let out = '';
@@ -50,7 +52,7 @@ function until(predicate: () => boolean, what: string, ms: number): Promise<void
 const t0 = performance.now();
 await until(() => /^tsvmm: web console at (http:\/\/\S+)$/m.test(out), 'web console URL', 120_000);
 const url = /^tsvmm: web console at (http:\/\/\S+)$/m.exec(out)![1]!;
-await until(() => /\n# $/.test(out), 'guest shell prompt', BOOT_MS);
+await until(() => PROMPT.test(out), 'guest shell prompt', BOOT_MS);
 const bootS = (performance.now() - t0) / 1000;
 
 // The peer: echo through the stdio terminal (a pipe here).
@@ -65,7 +67,7 @@ for (let i = 0; i < KEYS + WARMUP; i++) {
 }
 let mark = out.length;
 vmm.stdin.write('\r'); // the typed word is run (not found) and a new prompt follows
-await until(() => /\n# $/.test(out.slice(mark)), 'prompt', 60_000);
+await until(() => PROMPT.test(out.slice(mark)), 'prompt', 60_000);
 
 // Through the web console.
 const client = spawn(process.execPath, ['--import', 'tsx', new URL('./client.ts', import.meta.url).pathname, 'echo', wsUrl(url), String(KEYS), String(WARMUP)], {
@@ -81,7 +83,7 @@ const result = new Promise<number[]>((resolve) =>
 const web = await result;
 mark = out.length;
 vmm.stdin.write('\r');
-await until(() => /\n# $/.test(out.slice(mark)), 'prompt', 60_000);
+await until(() => PROMPT.test(out.slice(mark)), 'prompt', 60_000);
 finished = true;
 vmm.kill('SIGTERM');
 
