@@ -161,6 +161,18 @@ describe('region registration errnos (real control socket)', () => {
     expect(await region(BigInt(slot.mmioBase), 0x10n, 0)).toBe(0);
   });
 
+  test('a plugin that disconnects loses its registrations; a new one reattaches to the slot and registers again', async () => {
+    expect(await region(BigInt(slot.mmioBase), 0x100n, 0)).toBe(0);
+    expect(h.manager.registry.list()).toHaveLength(1);
+    plugin.close();
+    await h.waitLog(/plugin socket\(.*a\.sock\) \(slot 0\) failed: .*it may reattach/);
+    expect(h.manager.registry.list()).toHaveLength(0);
+    plugin = await Plugin.connect({ name: 'errno-test-again', socketPath: join(dir, 'a.sock') });
+    expect(plugin.slot.mmioBase).toBe(slot.mmioBase);
+    expect(await region(BigInt(slot.mmioBase), 0x100n, 0)).toBe(0);
+    expect(h.manager.slots[0]!.state).toBe('attached');
+  });
+
   test('unknown commands get ENOSYS; VMM-only commands from a plugin close the connection', async () => {
     await expect(plugin.request(200, new Uint8Array(0))).rejects.toMatchObject({ errno: Errno.ENOSYS });
     const reason = plugin.closed;

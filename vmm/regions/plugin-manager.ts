@@ -116,7 +116,8 @@ export class PluginManager {
 
   /** `--device '<command>'`: any plugin, run through /bin/sh. */
   addCommand(command: string, name = command.split(/\s+/)[0] ?? 'plugin'): PluginSlot {
-    return this.add(name, { kind: 'command', argv: ['/bin/sh', '-c', `exec ${command}`] });
+    // dash execs a lone simple command itself, so the plugin's pid is usually the shell's.
+    return this.add(name, { kind: 'command', argv: ['/bin/sh', '-c', command] });
   }
 
   /** A plugin given as an argv (no shell). */
