@@ -40,7 +40,7 @@ async function build(): Promise<PageBundle> {
   try {
     esbuild = await import('esbuild');
   } catch (err) {
-    throw new Error(`the web console page is bundled with esbuild, which is not installed: run \`npm ci\` (it is a devDependency) (${String(err)})`);
+    throw new Error(`the web console page is bundled with esbuild, which is not installed: run \`npm ci\` (${String(err)})`);
   }
   const result = await esbuild.build({
     entryPoints: { app: `${pageDir}main.ts` },
