@@ -9,6 +9,7 @@ import { Asm, R } from '../guests/asm.ts';
 import { GUEST, TestGuest, kvmSkipReason } from '../guests/guest.ts';
 import { littleEndian } from '../guests/run.ts';
 import { buildMemoryMap, MiB } from '../../vmm/memory-map.ts';
+import { kvmVmWiring } from '../../vmm/regions/kvm-wiring.ts';
 import { builtinPluginArgv, startPluginManager, type PluginManager } from '../../vmm/regions/plugin-manager.ts';
 
 const skip = kvmSkipReason();
@@ -36,14 +37,8 @@ async function probeGuest(): Promise<{ g: TestGuest; m: PluginManager; base: num
   const vm = g.vm;
   const m = startPluginManager({
     memoryMap: buildMemoryMap(RAM),
-    ram: vm.ram.map((r) => ({ fd: r.fd, guestPhys: r.guestPhys, size: r.size })),
-    // The test thread is the vCPU thread here, so KVM_IOEVENTFD / KVM_IRQFD are direct calls.
-    vm: {
-      assignIoeventfd: async (s) => vm.assignIoeventfd(s),
-      deassignIoeventfd: async (s) => vm.deassignIoeventfd(s),
-      assignIrqfd: async (fd, gsi) => vm.assignIrqfd(fd, gsi),
-      deassignIrqfd: async (fd, gsi) => vm.deassignIrqfd(fd, gsi),
-    },
+    // KVM_IOEVENTFD / KVM_IRQFD straight on the VM fd, as the VMM's main thread does it.
+    machine: { ram: vm.ram.map((r) => ({ fd: r.fd, guestPhys: r.guestPhys, size: r.size })), vm: kvmVmWiring(vm.fd) },
     log: (l) => {
       logs.push(l);
       if (/failed/.test(l)) onFailed(l);

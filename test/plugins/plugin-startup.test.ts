@@ -4,6 +4,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
+import { fdio } from '../../devices/plugin-sdk/native.ts';
+import { Errno } from '../../devices/plugin-sdk/protocol.ts';
+import { buildMemoryMap, MiB } from '../../vmm/memory-map.ts';
+import { builtinPluginArgv, startPluginManager, type PluginManager } from '../../vmm/regions/plugin-manager.ts';
 import { startHarness, type Harness } from './support/harness.ts';
 
 let h: Harness | undefined;
@@ -33,5 +37,39 @@ describe('plugin start-up failures', () => {
     h.manager.addSocket(join(tmpdir(), `tsvmm-cmdline-${process.pid}-a.sock`));
     h.manager.addSocket(join(tmpdir(), `tsvmm-cmdline-${process.pid}-b.sock`));
     expect(h.manager.kernelCmdline()).toEqual(['virtio_mmio.device=4K@0xd0000000:5', 'virtio_mmio.device=4K@0xd0001000:6']);
+  });
+});
+
+describe('plugins started before the VM exists (how tsvmm run starts them)', () => {
+  let m: PluginManager | undefined;
+  afterEach(async () => {
+    await m?.shutdown();
+    m = undefined;
+  });
+
+  test('the handshake waits for attachMachine; in-process ranges on the worker are protected', async () => {
+    const native = fdio();
+    const ramFd = native.memfdCreate('deferred-ram', 16 * MiB);
+    m = startPluginManager({
+      memoryMap: buildMemoryMap(16 * MiB),
+      inProcess: [{ bus: 'pio', start: 0x6010, size: 8, name: 'worker-side test device' }],
+      log: () => undefined,
+    });
+    const slot = m.addArgv(builtinPluginArgv('probe'), 'probe');
+    const ready = m.waitReady();
+    m.attachMachine({ ram: [{ fd: ramFd, guestPhys: 0, size: 16 * MiB }], raiseIrq: () => undefined });
+    await ready;
+    expect(m.registry.list().filter((e) => e.kind === 'ioregion' && e.bus === 'mmio').map((e) => e.start - slot.mmioBase)).toEqual([0, 0x100, 0x200]);
+    // A registration over the worker-side device is refused; a late device over a plugin region too.
+    const owner = { name: 'other', mmio: { start: 0, size: 0 }, pio: { start: 0x6000, size: 0x100 }, maxEntries: 4 };
+    const r = m.registry.ioregion(owner, { guestPaddr: 0x6014n, memorySize: 4n, userData: 0n, flags: 1 });
+    expect(r.ok ? 0 : r.errno).toBe(Errno.EEXIST);
+    expect(() => m!.registry.reserveInProcess('mmio', slot.mmioBase, 0x10, 'late device')).toThrow(/overlaps ioregion/);
+    native.closeFd(ramFd);
+  });
+
+  test('RAM that is not a memfd is refused with a clear error', () => {
+    m = startPluginManager({ memoryMap: buildMemoryMap(16 * MiB), log: () => undefined });
+    expect(() => m!.attachMachine({ ram: [{ fd: -1, guestPhys: 0, size: 16 * MiB }], raiseIrq: () => undefined })).toThrow(/not backed by a memfd.*sharedGuestRam/);
   });
 });

@@ -11,9 +11,10 @@ import { fdio, type Watcher } from '../../devices/plugin-sdk/native.ts';
 import type { IoBus } from '../io-bus.ts';
 import { deviceSlot, type MemoryMap } from '../memory-map.ts';
 import { RegionRegistry } from './registry.ts';
-import { PluginSession, type SessionHost, type VmWiring } from './plugin-session.ts';
+import { PluginSession, type MachineWiring, type SessionHost } from './plugin-session.ts';
+import type { Bus } from './registry.ts';
 
-export type { VmWiring } from './plugin-session.ts';
+export type { MachineWiring, VmWiring } from './plugin-session.ts';
 
 /** Ports handed to plugins that ask for a port range: 0x6000 + slot * 0x100, free on a tsvmm PC. */
 export const PIO_SLOT_BASE = 0x6000;
@@ -21,18 +22,18 @@ export const PIO_SLOT_SIZE = 0x100;
 
 export interface PluginManagerOptions {
   memoryMap: MemoryMap;
-  /** Guest RAM as the backend created it: memfds plugins map (offset 0 = guestPhys). */
-  ram: readonly { fd: number; guestPhys: number; size: number }[];
   /**
-   * Present when the backend has in-kernel ioeventfd and irqfd (KVM): registrations become
-   * KVM_IOEVENTFD / KVM_IRQFD on the vCPU worker. Absent (interpreter): ioeventfds live in the
-   * dispatch table and plugin interrupts come to `raiseIrq`.
+   * The VM, if it already exists: guest RAM as memfds, and either `vm` (a backend with
+   * in-kernel ioeventfd and irqfd: KVM_IOEVENTFD / KVM_IRQFD, see kvm-wiring.ts) or `raiseIrq`
+   * (the interpreter: ioeventfds live in the dispatch table, plugin interrupts are pulsed by
+   * the VMM). Otherwise call attachMachine() once it does; plugins can start and attach
+   * before that, their handshake waits.
    */
-  vm?: VmWiring;
-  /** Pulse an interrupt line (edge), for backends without irqfd. Called on the main thread. */
-  raiseIrq?: (gsi: number) => void;
-  /** The bus of in-process devices, so plugin regions cannot overlap them. */
+  machine?: MachineWiring;
+  /** The bus of in-process devices on this thread, so plugin regions cannot overlap them. */
   ioBus?: IoBus;
+  /** In-process device ranges on another thread's bus (the vCPU worker's): plugins cannot overlap them either. */
+  inProcess?: readonly { bus: Bus; start: number; size: number; name: string }[];
   /** Bytes the guest wrote to hvc0 (virtio-console plugin). */
   consoleOutput?: (console: 'hvc0', bytes: Uint8Array) => void;
   /** One line per event worth telling the user (plugin failures, plugin log messages). */
@@ -89,15 +90,31 @@ export class PluginManager {
   private readonly failFd: number;
   private stopping = false;
   private readonly log: (line: string) => void;
+  private machine: Promise<MachineWiring>;
+  private setMachine!: (m: MachineWiring) => void;
 
   constructor(private readonly opts: PluginManagerOptions) {
     this.registry = new RegionRegistry(opts.ioBus);
+    for (const d of opts.inProcess ?? []) this.registry.reserveInProcess(d.bus, d.start, d.size, d.name);
+    this.machine = new Promise((resolve) => (this.setMachine = resolve));
+    if (opts.machine) this.attachMachine(opts.machine);
     this.log = opts.log ?? ((line) => process.stderr.write(`tsvmm: ${line}\n`));
     this.native.ioregionSetTimeout(opts.dispatchTimeoutMs ?? 10_000);
     // A vCPU thread that finds a plugin dead (no answer, garbage, socket closed) reports it here.
     this.failFd = this.native.ioregionFailureFd();
     this.failWatcher = new this.native.Watcher(this.failFd, () => this.onDispatchFailures());
     this.failWatcher.start(1);
+  }
+
+  /** The VM exists: plugins waiting in their handshake proceed. Call once. */
+  attachMachine(machine: MachineWiring): void {
+    const bad = machine.ram.find((r) => !(r.fd >= 0));
+    if (bad) {
+      throw new Error(`guest RAM at 0x${bad.guestPhys.toString(16)} is not backed by a memfd, so plugins cannot map it: ` +
+        'allocate it with sharedGuestRam() (devices/plugin-sdk/native.ts)');
+    }
+    if (!machine.vm && !machine.raiseIrq) throw new Error('attachMachine: give `vm` (KVM_IRQFD) or `raiseIrq` so plugin interrupts reach the guest');
+    this.setMachine(machine);
   }
 
   get slots(): readonly PluginSlot[] {
@@ -262,10 +279,8 @@ export class PluginManager {
   private attach(r: SlotRuntime, fd: number): void {
     const host: SessionHost = {
       registry: this.registry,
-      ram: this.opts.ram,
       reserved: [...this.opts.memoryMap.reserved, this.opts.memoryMap.deviceWindow].map((x) => ({ start: x.start, size: x.size })),
-      vm: this.opts.vm,
-      raiseIrq: this.opts.raiseIrq,
+      machine: () => this.machine,
       consoleOutput: (c, bytes) => this.opts.consoleOutput?.(c, bytes),
       log: this.log,
     };

@@ -18,14 +18,21 @@ import type { RegionOwner, RegionRegistry, RegistryEntry } from './registry.ts';
 const SOCK_SEQPACKET = 5;
 const MAX_ARGSZ = 1 << 20;
 
+/** The VM a plugin attaches to; known once the backend has created it. */
+export interface MachineWiring {
+  /** Guest RAM as memfds (offset 0 = guestPhys). */
+  ram: readonly { fd: number; guestPhys: number; size: number }[];
+  /** Backend can do KVM_IOEVENTFD / KVM_IRQFD (through `vm`); otherwise the dispatch table / `raiseIrq` stand in. */
+  vm?: VmWiring | undefined;
+  raiseIrq?: ((gsi: number) => void) | undefined;
+}
+
 /** What a session needs from the VMM around it. */
 export interface SessionHost {
   registry: RegionRegistry;
-  ram: readonly { fd: number; guestPhys: number; size: number }[];
   reserved: readonly { start: number; size: number }[];
-  /** Backend can do KVM_IOEVENTFD / KVM_IRQFD (through `vm`); otherwise the dispatch table / `raiseIrq` stand in. */
-  vm: VmWiring | undefined;
-  raiseIrq: ((gsi: number) => void) | undefined;
+  /** Resolves once the VM exists; commands that need it wait (in order) until then. */
+  machine(): Promise<MachineWiring>;
   consoleOutput(console: 'hvc0', bytes: Uint8Array): void;
   log(line: string): void;
 }
@@ -196,7 +203,7 @@ export class PluginSession {
     this.conn.send(buildMessage(m.header.id, m.header.command, Flags.TYPE_REPLY, new Uint8Array(0), { error: errno }));
   }
 
-  private onVersion(m: Message): void {
+  private async onVersion(m: Message): Promise<void> {
     if (this.state !== 'version') {
       m.fds.forEach(closeQuietly);
       return this.close('protocol violation: a second VERSION');
@@ -213,6 +220,7 @@ export class PluginSession {
     }
     this.pluginName = typeof v.caps.name === 'string' ? v.caps.name.slice(0, 64) : '';
     this.state = 'active';
+    const machine = await this.host.machine();
     this.reply(m, encodeVersion({
       major: PROTOCOL_MAJOR,
       minor: Math.min(v.minor, PROTOCOL_MINOR),
@@ -220,31 +228,34 @@ export class PluginSession {
         max_msg_fds: MAX_MESSAGE_FDS,
         max_msg_size: MAX_MESSAGE_SIZE,
         max_regions: this.owner.maxEntries,
-        ioeventfd_in_kernel: this.host.vm !== undefined,
-        irqfd_in_kernel: this.host.vm !== undefined,
+        ioeventfd_in_kernel: machine.vm !== undefined,
+        irqfd_in_kernel: machine.vm !== undefined,
       },
     }));
   }
 
-  private onMemoryMap(m: Message): void {
+  private async onMemoryMap(m: Message): Promise<void> {
     if (!this.expectSize(m, 8)) return;
+    const machine = await this.host.machine();
     const d = new DataView(m.payload.buffer, m.payload.byteOffset, 8);
     const argsz = d.getUint32(0, true);
     if (d.getUint32(4, true) !== 0 || argsz < 16 || argsz > MAX_ARGSZ) return this.replyError(m, Errno.EINVAL, `argsz ${argsz} / flags`);
-    const ram = this.host.ram.map((r, i) => ({ guestPhys: r.guestPhys, size: r.size, fdOffset: 0, fdIndex: i, flags: RAM_READABLE | RAM_WRITABLE }));
+    const ram = machine.ram.map((r, i) => ({ guestPhys: r.guestPhys, size: r.size, fdOffset: 0, fdIndex: i, flags: RAM_READABLE | RAM_WRITABLE }));
     const { payload, full } = encodeMemoryMapReply(ram, this.host.reserved, argsz);
-    this.reply(m, payload, full ? this.host.ram.map((r) => r.fd) : []);
+    this.reply(m, payload, full ? machine.ram.map((r) => r.fd) : []);
   }
 
   private async onIrqfd(m: Message): Promise<void> {
+    const machine = await this.host.machine();
+    if (this.state === 'closed') return;
     if (!this.irqfd) {
       const fd = this.native.eventfd(0, true);
       this.irqfd = { fd };
       try {
-        if (this.host.vm) {
-          await this.host.vm.assignIrqfd(fd, this.slot.irq);
-        } else if (this.host.raiseIrq) {
-          const raise = this.host.raiseIrq;
+        if (machine.vm) {
+          await machine.vm.assignIrqfd(fd, this.slot.irq);
+        } else if (machine.raiseIrq) {
+          const raise = machine.raiseIrq;
           const w = new this.native.Watcher(fd, () => {
             if (this.native.eventfdRead(fd) > 0) raise(this.slot.irq);
           });
@@ -320,6 +331,8 @@ export class PluginSession {
       else this.reply(m, new Uint8Array(0));
     };
     if (m.payload.subarray(28).some((b) => b !== 0)) return done(Errno.EINVAL, 'pad bytes are not zero');
+    const machine = await this.host.machine();
+    if (this.state === 'closed') return done(0);
     const res = this.host.registry.ioeventfd(this.owner, r);
     if (!res.ok) return done(res.errno, res.message);
     const entry = res.value;
@@ -327,7 +340,7 @@ export class PluginSession {
     if (r.flags & IoeventfdFlag.DEASSIGN) {
       const a = this.applied.find((x) => x.entry === entry);
       this.applied = this.applied.filter((x) => x !== a);
-      if (a?.fd !== undefined) await this.releaseIoeventfd(entry, a.fd);
+      if (a?.fd !== undefined) await this.releaseIoeventfd(entry, a.fd, machine);
       return done(0);
     }
     const fd = fds[r.fd];
@@ -336,7 +349,7 @@ export class PluginSession {
       return done(fd === undefined ? Errno.EBADF : Errno.EINVAL, fd === undefined ? `fd index ${r.fd} names none of the ${fds.length} fds sent` : 'the ioeventfd fd is not an eventfd');
     }
     try {
-      if (this.host.vm) await this.host.vm.assignIoeventfd(spec(fd));
+      if (machine.vm) await machine.vm.assignIoeventfd(spec(fd));
       else this.native.ioeventfdAdd(entry.id, entry.bus === 'pio' ? BUS_PIO : BUS_MMIO, entry.start, entry.size, fd, entry.datamatch);
     } catch (e) {
       this.host.registry.remove(entry);
@@ -347,10 +360,10 @@ export class PluginSession {
     done(0);
   }
 
-  private async releaseIoeventfd(entry: RegistryEntry, fd: number): Promise<void> {
-    if (this.host.vm) {
+  private async releaseIoeventfd(entry: RegistryEntry, fd: number, machine: MachineWiring): Promise<void> {
+    if (machine.vm) {
       const datamatch = entry.kind === 'ioeventfd' ? entry.datamatch : undefined;
-      await this.host.vm.deassignIoeventfd({ address: entry.start, length: entry.size, pio: entry.bus === 'pio', datamatch, fd })
+      await machine.vm.deassignIoeventfd({ address: entry.start, length: entry.size, pio: entry.bus === 'pio', datamatch, fd })
         .catch((e: unknown) => this.host.log(`${this.slot.name}: deassigning an ioeventfd failed: ${(e as Error).message}`));
     } else {
       this.native.ioeventfdRemove(entry.id);
@@ -417,7 +430,10 @@ export class PluginSession {
     for (const e of this.host.registry.removeOwner(this.owner)) {
       const a = this.applied.find((x) => x.entry === e);
       if (e.kind === 'ioregion') this.native.ioregionRemove(e.id);
-      else if (a?.fd !== undefined) void this.releaseIoeventfd(e, a.fd);
+      else if (a?.fd !== undefined) {
+        const fd = a.fd;
+        void this.host.machine().then((machine) => this.releaseIoeventfd(e, fd, machine));
+      }
     }
     this.applied = [];
     for (const ch of this.channels.values()) this.native.ioregionCloseChannel(ch);
@@ -425,8 +441,10 @@ export class PluginSession {
     if (this.irqfd) {
       const { fd, watcher } = this.irqfd;
       watcher?.close();
-      if (this.host.vm) void this.host.vm.deassignIrqfd(fd, this.slot.irq).catch(() => undefined).finally(() => closeQuietly(fd));
-      else closeQuietly(fd);
+      void this.host.machine().then(async (machine) => {
+        if (machine.vm) await machine.vm.deassignIrqfd(fd, this.slot.irq).catch(() => undefined);
+        closeQuietly(fd);
+      });
       this.irqfd = undefined;
     }
     this.onClosed(this, reason);

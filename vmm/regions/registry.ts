@@ -54,8 +54,20 @@ const ZERO_LENGTH_SPAN = 8;
 export class RegionRegistry {
   private entries: RegistryEntry[] = [];
   private nextId = 1;
+  /** Ranges of in-process devices that live on another thread's IoBus (the vCPU worker's). */
+  private readonly inProcess: { bus: Bus; start: number; size: number; name: string }[] = [];
 
   constructor(private readonly ioBus?: IoBus) {}
+
+  /**
+   * Record an in-process device range that is not on this registry's IoBus (the machine's bus
+   * lives on the vCPU worker): plugins then cannot register over it (EEXIST).
+   */
+  reserveInProcess(bus: Bus, start: number, size: number, name: string): void {
+    const clash = this.clashWithEntries(bus, start, size, undefined);
+    if (clash) throw new Error(`${name} at 0x${start.toString(16)}: ${clash}`);
+    this.inProcess.push({ bus, start, size, name });
+  }
 
   /** KVM_SET_IOREGION, assign or deassign (flags & DEASSIGN): the entry added, or the one removed. */
   ioregion(owner: RegionOwner, r: { guestPaddr: bigint; memorySize: bigint; userData: bigint; flags: number }): Result<IoregionEntry> {
@@ -160,7 +172,8 @@ export class RegionRegistry {
    */
   private clash(bus: Bus, start: number, size: number, datamatch: bigint | null | undefined): string | undefined {
     const span = size === 0 ? ZERO_LENGTH_SPAN : size;
-    const dev = bus === 'mmio' ? this.ioBus?.mmio.overlaps(start, span) : this.ioBus?.pio.overlaps(start, span);
+    const dev = (bus === 'mmio' ? this.ioBus?.mmio.overlaps(start, span) : this.ioBus?.pio.overlaps(start, span)) ??
+      this.inProcess.find((d) => d.bus === bus && start < d.start + d.size && d.start < start + span)?.name;
     if (dev) return `${bus} range 0x${start.toString(16)}+0x${span.toString(16)} overlaps in-process device ${dev}`;
     return this.clashWithEntries(bus, start, size, datamatch);
   }

@@ -47,8 +47,7 @@ export function startHarness(opts: Partial<PluginManagerOptions> & { ramSize?: n
   const matching = (pattern: RegExp) => logs.reduce((n, l) => n + (pattern.test(l) ? 1 : 0), 0);
   const manager = startPluginManager({
     memoryMap: map,
-    ram: [{ fd: ramFd, guestPhys: 0, size: ramSize }],
-    raiseIrq: (gsi) => {
+    machine: { ram: [{ fd: ramFd, guestPhys: 0, size: ramSize }], raiseIrq: (gsi) => {
       irqs.set(gsi, (irqs.get(gsi) ?? 0) + 1);
       for (const w of [...irqWaiters]) {
         if (w.gsi === gsi && irqs.get(gsi)! >= w.count) {
@@ -56,7 +55,7 @@ export function startHarness(opts: Partial<PluginManagerOptions> & { ramSize?: n
           w.resolve();
         }
       }
-    },
+    } },
     consoleOutput: (_c, b) => {
       hvc0.push(b.slice());
       for (const w of [...hvcWaiters]) {
