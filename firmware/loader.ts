@@ -203,8 +203,8 @@ function requireInside(segments: readonly { paddr: number; filesz: number }[], a
 /** Throw unless [start, end) is guest RAM, saying how much --mem would make it fit. */
 function requireRam(map: MemoryMap, start: number, end: number, what: string): void {
   if (isRam(map, start, end - start)) return;
-  throw new LoaderError(`${what} need guest RAM up to ${fmtSize(end)} but the guest has ${fmtSize(lowRamEnd(map))} ` +
-    `there: use --mem ${suggestMem(end)} or more`);
+  throw new LoaderError(`${what} does not fit in guest RAM: it needs RAM up to ${fmtSize(end)} but the guest's ` +
+    `low RAM ends at ${fmtSize(lowRamEnd(map))}: use --mem ${suggestMem(end)} or more`);
 }
 
 function lowRamEnd(map: MemoryMap): number {

@@ -10,7 +10,7 @@
 // Each stage logs to images/<hash>/logs/; a failure reports the log tail.
 
 import { createHash } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { basename, join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -145,7 +145,8 @@ export async function buildImages(options: BuildOptions = {}): Promise<ImageSet>
       mkdirSync(out);
       await stage(arch, 'initramfs', 'building the busybox initramfs', async (log) => {
         const applets = await appletList(bb.binary, busybox.get('amd64')?.binary, log);
-        writeFileSync(join(out, 'initramfs.list'), initramfsList(bb.binary, applets));
+        const files = stageRootFiles(join(work, `rootfs-${arch}`), bb.binary);
+        writeFileSync(join(out, 'initramfs.list'), initramfsList(files, applets));
         await run(genInitCpio, ['-t', '0', join(out, 'initramfs.list')], { log, stdout: join(out, 'initramfs.cpio') });
         await run('gzip', ['-n', '-9', '-c', join(out, 'initramfs.cpio')], { log, stdout: join(out, 'initramfs.cpio.gz') });
       });
@@ -258,11 +259,32 @@ async function appletList(binary: string, fallback: string | undefined, log: str
   return applets;
 }
 
-/** The gen_init_cpio list: the committed base list, /init, busybox and its applets. */
-export function initramfsList(busybox: string, applets: readonly string[]): string {
+interface RootFiles { init: string; profile: string; power: string; busybox: string }
+
+/**
+ * Copies of the files the initramfs takes from the host, with mtime 0: gen_init_cpio stores a
+ * regular file's own mtime (its -t covers only directories, links and nodes), and a recipe file's
+ * mtime is whenever git checked it out. So rebuilds anywhere give the same bytes.
+ */
+function stageRootFiles(dir: string, busybox: string): RootFiles {
+  mkdirSync(dir, { recursive: true });
+  const files: RootFiles = {
+    init: join(dir, 'init'), profile: join(dir, 'profile'), power: join(dir, 'power'), busybox: join(dir, 'busybox'),
+  };
+  for (const name of ['init', 'profile', 'power'] as const) copyFileSync(recipePath(name), files[name]);
+  copyFileSync(busybox, files.busybox);
+  for (const f of Object.values(files)) utimesSync(f, 0, 0);
+  return files;
+}
+
+/** The gen_init_cpio list: the committed base list, /init, /etc/profile, busybox and its applets. */
+export function initramfsList(files: RootFiles, applets: readonly string[]): string {
   const lines = [readFileSync(recipePath('initramfs.list'), 'utf8').trimEnd()];
   const dirs = new Set(lines[0]!.split('\n').filter((l) => l.startsWith('dir ')).map((l) => l.split(/\s+/)[1]));
-  lines.push(`file /init ${recipePath('init')} 0755 0 0`, `file /bin/busybox ${busybox} 0755 0 0`);
+  lines.push(
+    `file /init ${files.init} 0755 0 0`,
+    `file /etc/profile ${files.profile} 0644 0 0`,
+    `file /bin/busybox ${files.busybox} 0755 0 0`);
   for (const applet of applets) {
     const path = `/${applet}`;
     // Every parent directory must precede its entries in the archive.
@@ -273,7 +295,7 @@ export function initramfsList(busybox: string, applets: readonly string[]): stri
     }
     if (path === '/bin/busybox') continue;
     lines.push(POWER_APPLETS.has(applet)
-      ? `file ${path} ${recipePath('power')} 0755 0 0`
+      ? `file ${path} ${files.power} 0755 0 0`
       : `slink ${path} /bin/busybox 0777 0 0`);
   }
   return `${lines.join('\n')}\n`;

@@ -17,7 +17,9 @@ export const EXIT_MARKER = 'TSVMM-EXIT';
 export const GUEST_PROMPT = '# ';
 
 /** Bump when build.ts changes what it produces from the same recipe files. */
-export const BUILDER_VERSION = 1;
+export const BUILDER_VERSION = 2;
+/** Bump when build.ts changes how it builds kernels (this alone decides whether kernels are rebuilt). */
+export const KERNEL_BUILDER_VERSION = 1;
 
 export const RECIPE_DIR = fileURLToPath(new URL('./recipe/', import.meta.url));
 
@@ -44,7 +46,7 @@ export function recipePath(name: string): string {
  * change that leaves it alone (the initramfs, say) reuses the kernel already built.
  */
 export function kernelRecipeHash(arch: ImageArch, recipeDir = RECIPE_DIR): string {
-  const h = createHash('sha256').update(`tsvmm-kernel builder ${BUILDER_VERSION} ${arch}\n`);
+  const h = createHash('sha256').update(`tsvmm-kernel builder ${KERNEL_BUILDER_VERSION} ${arch}\n`);
   for (const name of ARCH_RECIPES[arch].fragments) {
     h.update(`${name}\0`).update(readFileSync(recipeDir + name)).update('\0');
   }

@@ -111,7 +111,7 @@ describe('bzImage', () => {
     refused(() => load(g, buildBzImage({ loadflags: 0 })), /zImage/);
     refused(() => load(g, bz64, { cmdline: 'x'.repeat(2048) }), /2048 bytes/, /cmdline_size is 2047/, /shorten/);
     refused(() => load(g, bz64, { cmdline: 'a\0b' }), /NUL/);
-    refused(() => load(testGuest(16 * MiB), buildBzImage({ initSize: 8 * MiB })), /need guest RAM up to 24 MiB/, /--mem 64M/);
+    refused(() => load(testGuest(16 * MiB), buildBzImage({ initSize: 8 * MiB })), /does not fit in guest RAM: it needs RAM up to 24 MiB/, /low RAM ends at 16 MiB/, /--mem 64M/);
     refused(() => load(testGuest(32 * MiB), bz64, { initrd: new Uint8Array(16 * MiB) }), /initrd of 16 MiB does not fit/, /ends at 18 MiB/, /--mem 96M/);
     refused(() => load(testGuest(256 * MiB), buildBzImage({ initrdAddrMax: 0x01ff_ffff }), { initrd: new Uint8Array(20 * MiB) }),
       /initrd_addr_max 0x1ffffff/, /smaller initrd/);
@@ -205,7 +205,7 @@ describe('vmlinux (ELF)', () => {
     refused(() => load(g, vmlinux(32, null, { machine: 40 })), /ARM/);
     refused(() => load(g, vmlinux(32, null, { type: 3 })), /not an executable/);
     refused(() => load(g, vmlinux(32, null, { paddr: 0x8000 })), /boot area/);
-    refused(() => load(g, vmlinux(32, null)), /need guest RAM up to 16\.0 MiB|need guest RAM up to 16 MiB/, /--mem 64M/);
+    refused(() => load(g, vmlinux(32, null)), /does not fit in guest RAM/, /--mem 64M/);
     refused(() => load(testGuest(64 * MiB), vmlinux(32, u32le(0x2000000))), /PVH entry point 0x2000000 is not inside/);
     refused(() => load(testGuest(64 * MiB), vmlinux(32, new Uint8Array(2))), /2-byte descriptor/);
     const full = vmlinux(32, u32le(0x1000000));
