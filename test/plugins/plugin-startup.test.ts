@@ -73,3 +73,21 @@ describe('plugins started before the VM exists (how tsvmm run starts them)', () 
     expect(() => m!.attachMachine({ ram: [{ fd: -1, guestPhys: 0, size: 16 * MiB }], raiseIrq: () => undefined })).toThrow(/not backed by a memfd.*sharedGuestRam/);
   });
 });
+
+describe('plugin command-line options', () => {
+  test('--disk values are checked before anything starts, with the fix in the message', async () => {
+    const { parseDisk, checkPluginSocket } = await import('../../vmm/regions/plugin-options.ts');
+    const dir = mkdtempSync(join(tmpdir(), 'tsvmm-opts-'));
+    const img = join(dir, 'd.img');
+    const { writeFileSync } = await import('node:fs');
+    writeFileSync(img, Buffer.alloc(4096));
+    expect(parseDisk(img)).toEqual({ path: img, readonly: false });
+    expect(parseDisk(`${img},readonly`)).toEqual({ path: img, readonly: true });
+    expect(() => parseDisk(`${img},fast`)).toThrow(/unknown flag 'fast'/);
+    expect(() => parseDisk(join(dir, 'nope.img'))).toThrow(/no such file .*truncate -s/);
+    expect(() => parseDisk('')).toThrow(/needs a path/);
+    expect(() => checkPluginSocket(img)).toThrow(/exists and is not a socket/);
+    expect(checkPluginSocket(join(dir, 'p.sock'))).toBe(join(dir, 'p.sock'));
+    rmSync(dir, { recursive: true, force: true });
+  });
+});
