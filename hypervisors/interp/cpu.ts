@@ -259,7 +259,8 @@ export class Cpu {
   // ---------------------------------------------------------------- TLB and paging
 
   setCpl(cpl: number): void {
-    this.tlbEpoch++;
+    // Block links skip the fetch permission check: they must not survive a privilege change.
+    if (cpl !== this.cpl) this.tlbEpoch++;
     this.cpl = cpl;
     if (cpl === 3) { this.tlbR = this.tlbR3; this.tlbW = this.tlbW3; }
     else { this.tlbR = this.tlbR0; this.tlbW = this.tlbW0; }

@@ -11,6 +11,7 @@ import { IF } from './state.ts';
 export const EXIT_KICKED = 6;
 
 const MAX_BLOCK = 64;
+const RECENT_MASK = 0xfff;
 
 /** A run of instructions decoded from one physical page, ending at a branch or the page end. */
 class Block {
@@ -116,6 +117,12 @@ export class Executor {
     return new Block([decodeInsn(s, 0, 16, code32)!], 16, -1, code32);
   }
 
+  // A direct-mapped cache of recent block entry points by EIP (validated by epoch): catches
+  // targets the two successor links miss (returns, indirect jumps) without a TLB + Map lookup.
+  private readonly recentEip = new Int32Array(RECENT_MASK + 1).fill(-1);
+  private readonly recentEpoch = new Int32Array(RECENT_MASK + 1).fill(-1);
+  private readonly recentBlock: (Block | null)[] = new Array<Block | null>(RECENT_MASK + 1).fill(null);
+
   /** Set by lookup() when fetching must leave run() (non-RAM fetch, triple fault). */
   private lookupExit = EXIT_NONE;
 
@@ -173,12 +180,22 @@ export class Executor {
       const ep = c.tlbEpoch;
       if (prev !== null && prev.succAEip === eip && prev.succAEpoch === ep) blk = prev.succA;
       else if (prev !== null && prev.succBEip === eip && prev.succBEpoch === ep) blk = prev.succB;
-      else {
+      else if (this.recentEip[eip & RECENT_MASK] === eip && this.recentEpoch[eip & RECENT_MASK] === ep) {
+        blk = this.recentBlock[eip & RECENT_MASK]!;
+        if (prev !== null) {
+          prev.succB = prev.succA; prev.succBEip = prev.succAEip; prev.succBEpoch = prev.succAEpoch;
+          prev.succA = blk; prev.succAEip = eip; prev.succAEpoch = ep;
+        }
+      } else {
         blk = this.lookup(c, eip);
         if (blk === null) {
           prev = null;
           if (this.lookupExit !== EXIT_NONE) { const r = this.lookupExit; this.lookupExit = EXIT_NONE; return r; }
           continue;
+        }
+        if (blk.key !== -1) {
+          const slot = eip & RECENT_MASK;
+          this.recentEip[slot] = eip; this.recentEpoch[slot] = ep; this.recentBlock[slot] = blk;
         }
         if (prev !== null && blk.key !== -1) {
           // Replace the older link (never to an uncached page-straddling block).

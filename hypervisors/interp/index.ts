@@ -132,6 +132,7 @@ export class InterpVcpu implements Vcpu {
   private readonly control = new SharedArrayBuffer(4);
   private readonly dataViews: Uint8Array[] = [];
   private lastWasRead = false;
+  private lastExitHlt = false;
   /** Ports answered inside the backend (PIC, PIT): such I/O never exits to the VMM. */
   platform: InterpPlatform | null = null;
 
@@ -216,6 +217,7 @@ export class InterpVcpu implements Vcpu {
     if (this.lastWasRead) { c.replay = true; c.replayAddr = this.exit.address; this.lastWasRead = false; }
     const reason = this.runPlatform();
     c.replay = false;
+    this.lastExitHlt = reason === ExitReason.Hlt;
     const x = this.exit;
     if (reason === EXIT_IO || reason === EXIT_MMIO) {
       x.address = c.exitPort; x.size = c.exitSize; x.count = c.exitCount; x.write = c.exitWrite;
@@ -244,6 +246,9 @@ export class InterpVcpu implements Vcpu {
       }
     }
   }
+
+  /** HLT exits only with interrupts disabled (see Executor): that exit is the halted-for-good state. */
+  haltedForGood(): boolean { return this.lastExitHlt; }
 
   kickToken(): KickToken { return { backend: 'interp', control: this.control }; }
 }

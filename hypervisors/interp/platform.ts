@@ -10,7 +10,9 @@
 //     with ExitReason.Hlt: that is how an ACPI-less guest powers off.
 //   - Time: real time (RealTimeClock) by default; with `deterministic`, time is derived from
 //     the instruction count (InstructionClock) and a halted CPU jumps straight to the next timer
-//     deadline, so two boots of the same guest see the same time at the same instruction.
+//     deadline, so two boots of the same guest see the same time at the same instruction. The
+//     host still sleeps while guest time is ahead of real time, so an idle deterministic guest
+//     costs no CPU either; how long it sleeps is invisible to the guest.
 //     The TSC reads the same clock (1 tick per ns: a 1 GHz TSC), so TSC, PIT and RTC agree.
 
 import { InstructionClock, RealTimeClock, type GuestClock } from '../../devices/clock.ts';
@@ -51,6 +53,8 @@ export class InterpPlatform {
   readonly pic: PicPair;
   readonly pit: Pit8254;
   private readonly deterministic: boolean;
+  /** Real time since creation: how far a deterministic guest's clock may run ahead when idle. */
+  private readonly wall = new RealTimeClock();
   /** Port -> index into `devices` + 1 (0: not a platform port, exit to the VMM). */
   private readonly portMap = new Uint8Array(0x10000);
   private readonly devices: PioDevice[] = [];
@@ -114,8 +118,11 @@ export class InterpPlatform {
     const deadline = this.pit.nextDeadlineNs();
     const control = this.control!;
     if (this.deterministic && deadline !== Infinity) {
-      // Guest time jumps over the idle period; nothing waits on the host.
+      // Guest time jumps over the idle period at once; the host then sleeps off any lead the
+      // guest clock has over real time (woken early by a kick, which the executor then sees).
       (this.clock as InstructionClock).skipTo(deadline);
+      const leadMs = (deadline - this.wall.nowNs()) / 1e6;
+      if (leadMs > 0) Atomics.wait(control, 0, 0, leadMs);
       return;
     }
     if (deadline === Infinity) {

@@ -37,8 +37,10 @@ function setAccessed(c: Cpu, addr: number): void {
 }
 
 export function setSegCache(c: Cpu, seg: number, sel: number, base: number, limit: number, attr: number): void {
+  // Block links are keyed by EIP: a new CS base or default size invalidates them.
+  if (seg === CS && (c.segBase[CS] !== base || ((c.segAttr[CS] ^ attr) & 0x4000) !== 0)) c.tlbEpoch++;
   c.segSel[seg] = sel; c.segBase[seg] = base; c.segLimit[seg] = limit; c.segAttr[seg] = attr;
-  if (seg === CS) { c.code32 = (attr & 0x4000) !== 0; c.tlbEpoch++; }
+  if (seg === CS) c.code32 = (attr & 0x4000) !== 0;
   else if (seg === SS) c.stack32 = (attr & 0x4000) !== 0;
 }
 
