@@ -2,9 +2,9 @@
 // VMM from Debian) reach the readiness marker, run commands in the console shell with job
 // control, and end the VM on `poweroff`. This checks the recipe (kernel config, /init, busybox)
 // independently of tsvmm's own backends; the loader has its own tests.
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { describe, expect, test } from 'vitest';
+import { afterEach, describe, expect, test } from 'vitest';
 import { imagePaths, EXIT_MARKER, GUEST_PROMPT, IMAGE_ARCHS, READY_MARKER, type ImageArch } from '../../firmware/images/build.ts';
 
 const QEMU: Record<ImageArch, { binary: string; args: string[] }> = {
@@ -31,10 +31,24 @@ interface Guest {
   output(): string;
 }
 
-function boot(arch: ImageArch, kernel: string, initrd: string, extraCmdline = ''): Guest {
+/** Console on the serial port (stdio), or on a virtio console (stdio) with the serial port discarded. */
+type ConsoleKind = 'serial' | 'virtio';
+
+/** QEMU processes of the current test: a failed test must not leave its VM running. */
+const running = new Set<ChildProcess>();
+afterEach(() => {
+  for (const child of running) child.kill('SIGKILL');
+  running.clear();
+});
+
+function boot(arch: ImageArch, kernel: string, initrd: string, extraCmdline = '', consoleKind: ConsoleKind = 'serial'): Guest {
   const cmdline = `console=ttyS0 reboot=t panic=-1 ${extraCmdline}`.trim();
+  // With acpi=off, microvm announces its virtio-mmio devices on the kernel command line.
+  const consoleArgs = consoleKind === 'serial'
+    ? ['-serial', 'stdio']
+    : ['-serial', 'null', '-device', 'virtio-serial-device', '-chardev', 'stdio,id=c0', '-device', 'virtconsole,chardev=c0'];
   const child = spawn(QEMU[arch].binary, [
-    ...QEMU[arch].args, '-m', '128M', '-nodefaults', '-no-user-config', '-display', 'none', '-serial', 'stdio',
+    ...QEMU[arch].args, '-m', '128M', '-nodefaults', '-no-user-config', '-display', 'none', ...consoleArgs,
     '-no-reboot', '-kernel', kernel, '-initrd', initrd, '-append', cmdline,
   ], { stdio: ['pipe', 'pipe', 'pipe'] });
   let out = '';
@@ -47,11 +61,17 @@ function boot(arch: ImageArch, kernel: string, initrd: string, extraCmdline = ''
   child.stdout.on('data', (d: Buffer) => { out += d.toString('latin1'); check(); });
   child.stderr.on('data', (d: Buffer) => { out += d.toString('latin1'); });
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  running.add(child);
+  void exited.then(() => running.delete(child));
   return {
     waitFor: (pattern) => new Promise((resolve, reject) => {
-      waiters.push({ pattern, resolve });
+      // A bound on a failure, not a synchronisation: report the console instead of a bare test timeout.
+      const deadline = setTimeout(() => reject(new Error(`no ${pattern} within 60 s; console:\n${out}`)), 60_000);
+      waiters.push({ pattern, resolve: (o) => { clearTimeout(deadline); resolve(o); } });
       check();
-      void exited.then(() => { if (!pattern.test(out)) reject(new Error(`QEMU exited before ${pattern}; console:\n${out}`)); });
+      void exited.then(() => {
+        if (!pattern.test(out)) { clearTimeout(deadline); reject(new Error(`QEMU exited before ${pattern}; console:\n${out}`)); }
+      });
     }),
     send: (text) => { child.stdin.write(text); },
     exited,
@@ -78,12 +98,24 @@ for (const arch of IMAGE_ARCHS) {
       expect(ttyNr, out).not.toBe(0);
       expect(tpgid, out).toBe(pgrp);
       // Ctrl-C interrupts a foreground command (SIGINT reaches it through the terminal).
-      g.send('echo started; sleep 1000; echo not-interrupted\n');
+      // The child prints "started" only once it is the terminal's foreground process group
+      // (the shell hands the terminal over before the child runs), so the ^C cannot come early.
+      g.send(`sh -c 'echo started; exec sleep 1000'; echo not-interrupted\n`);
       await g.waitFor(/started\r?\n/);
       g.send('\x03');
       g.send('echo alive=$((1+1))\n');
       const after = await g.waitFor(/alive=2\r?\n/);
       expect(after).not.toMatch(/^not-interrupted\r?$/m); // (the echoed command line contains it, not alone)
+      g.send('poweroff\n');
+      expect(await g.exited).toBe(0);
+    });
+
+    test('tsvmm_console=hvc0 puts the shell on the virtio console', async () => {
+      const g = boot(arch, paths.vmlinux, paths.initramfs, 'tsvmm_console=hvc0', 'virtio');
+      await g.waitFor(/# /);
+      g.send('tty; echo sum=$((2*3))\n');
+      const out = await g.waitFor(/sum=6\r?\n/);
+      expect(out).toMatch(/^\/dev\/hvc0\r?$/m);
       g.send('poweroff\n');
       expect(await g.exited).toBe(0);
     });
