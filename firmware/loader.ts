@@ -136,7 +136,7 @@ function loadElf(o: LoadLinuxOptions): LoadedLinux {
     start = Math.min(start, s.paddr);
     end = Math.max(end, s.paddr + s.memsz);
   }
-  requireRam(o.map, start, end, `the kernel's segments (0x${start.toString(16)}-0x${end.toString(16)})`);
+  requireRam(o.map, start, end, `the kernel (ELF segments 0x${start.toString(16)}-0x${end.toString(16)})`);
   for (const s of segments) {
     o.memory.write(s.paddr, o.kernel.subarray(s.offset, s.offset + s.filesz), 'load kernel segment');
     o.memory.fill(s.paddr + s.filesz, s.memsz - s.filesz, 0);
