@@ -293,6 +293,16 @@ export class Plugin {
   /** Serve every waiting dispatch record, strictly in order. */
   private serveDispatch(): void {
     const d = this.dispatch!;
+    try {
+      this.serveRecords(d);
+    } catch (e) {
+      // The VMM closed or reset the channel (it declared us failed): stop serving it.
+      d.watcher.close();
+      this.onDispatchError(`dispatch socket failed: ${(e as Error).message}`);
+    }
+  }
+
+  private serveRecords(d: { myEnd: number; watcher: Watcher }): void {
     for (;;) {
       const r = this.native.recvMsg(d.myEnd, this.rec);
       if (r.n < 0) return;

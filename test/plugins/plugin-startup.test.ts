@@ -91,3 +91,29 @@ describe('plugin command-line options', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 });
+
+describe('IrqMailbox (plugin interrupts on backends without irqfd)', () => {
+  test('pulses posted on one thread are taken once, per line, on a worker thread', async () => {
+    const { IrqMailbox } = await import('../../vmm/regions/irq-mailbox.ts');
+    const { Worker } = await import('node:worker_threads');
+    const main = new IrqMailbox();
+    main.post(5);
+    main.post(5);
+    main.post(11);
+    const worker = new Worker(`
+      const { parentPort, workerData } = require('node:worker_threads');
+      const word = new Int32Array(workerData);
+      let bits = Atomics.exchange(word, 0, 0);
+      parentPort.postMessage(bits);
+    `, { eval: true, workerData: main.buffer });
+    const bits = await new Promise<number>((resolve) => worker.once('message', resolve));
+    await worker.terminate();
+    expect(bits).toBe((1 << 5) | (1 << 11));
+    const pulses: [number, boolean][] = [];
+    main.post(31);
+    expect(new IrqMailbox(main.buffer).take((g, l) => pulses.push([g, l]))).toBe(true);
+    expect(pulses).toEqual([[31, true], [31, false]]);
+    expect(main.take(() => undefined)).toBe(false);
+    expect(() => main.post(32)).toThrow(/outside 0-31/);
+  });
+});
