@@ -1,0 +1,115 @@
+// Console throughput against the real VMM: the guest prints MiB of text lines on its console
+// (timed inside the guest with `time`), with 0, 1 and 4 web viewers attached (each its own
+// process, checking the payload byte for byte), the stdio terminal attached in every case.
+//
+//   npx tsx bench/web/vm-throughput.ts [--mib 32] [--runs 1] [-- tsvmm run options]
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { parseArgs } from 'node:util';
+import { wsUrl } from '../../test/web/support/ws-viewer.ts';
+
+const { values, positionals } = parseArgs({
+  options: { mib: { type: 'string', default: '32' }, runs: { type: 'string', default: '1' }, viewers: { type: 'string', default: '0,1,4' } },
+  allowPositionals: true,
+});
+const BYTES = Number(values.mib) << 20;
+const RUNS = Number(values.runs);
+const BOOT_MS = Number(process.env.TSVMM_BENCH_BOOT_MS ?? 30 * 60_000);
+const root = new URL('../../', import.meta.url).pathname;
+const PROMPT = /\n# (\x1b\[6n)?$/;
+// 63 characters and a newline; the guest's tty turns "\n" into "\r\n".
+const LINE = 'tsvmm web console throughput: the quick brown fox jumps over it';
+if (LINE.length !== 63 || BYTES % 64 !== 0) throw new Error('payload lines must be 64 bytes');
+const expected = Buffer.from(`${LINE}\r\n`.repeat(BYTES / 64));
+const expectedSha = createHash('sha256').update(expected).digest('hex');
+// Markers are printed by arithmetic so the echoed command line does not contain them.
+const COMMAND = `echo S$((1+1))T; time sh -c 'yes "${LINE}" | head -c ${BYTES}'; echo E$((1+2))D\r`;
+
+const vmm = spawn(process.execPath, ['bin/tsvmm.js', 'run', '--web', '127.0.0.1:0', ...positionals], { cwd: root, stdio: ['pipe', 'pipe', 'pipe'] });
+let out = '';
+let err = '';
+let waiter: (() => void) | undefined;
+vmm.stdout.on('data', (c: Buffer) => {
+  out += c.toString('latin1');
+  waiter?.();
+});
+vmm.stderr.on('data', (c: Buffer) => {
+  err += c.toString();
+  waiter?.();
+});
+let finished = false;
+vmm.once('exit', (code) => {
+  if (!finished) {
+    console.error(`tsvmm exited (${code}); stderr:\n${err.slice(-2000)}`);
+    process.exit(1);
+  }
+});
+
+function until(predicate: () => boolean, what: string, ms: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no ${what} within ${ms} ms; output ended with:\n${out.slice(-1000)}`)), ms);
+    const check = () => {
+      if (predicate()) {
+        clearTimeout(timer);
+        waiter = undefined;
+        resolve();
+      }
+    };
+    waiter = check;
+    check();
+  });
+}
+
+function viewer(url: string): { child: ChildProcess; ready: Promise<void>; result: Promise<{ sha256: string; bytes: number; dropped?: string }> } {
+  const child = spawn(process.execPath, ['--import', 'tsx', new URL('./vm-viewer.ts', import.meta.url).pathname, url], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const lines = createInterface({ input: child.stdout! });
+  let ready!: () => void;
+  let result!: (r: { sha256: string; bytes: number; dropped?: string }) => void;
+  const p = { ready: new Promise<void>((r) => (ready = r)), result: new Promise<{ sha256: string; bytes: number; dropped?: string }>((r) => (result = r)) };
+  lines.on('line', (l) => (l === 'ready' ? ready() : result(JSON.parse(l))));
+  return { child, ...p };
+}
+
+await until(() => /^tsvmm: web console at (http:\/\/\S+)$/m.test(out), 'web console URL', 120_000);
+const url = /^tsvmm: web console at (http:\/\/\S+)$/m.exec(out)![1]!;
+await until(() => PROMPT.test(out), 'guest shell prompt', BOOT_MS);
+{
+  // Kernel messages (e.g. "random: crng init done") must not land in the middle of the payload.
+  const mark = out.length;
+  vmm.stdin.write('dmesg -n 1\r');
+  await until(() => PROMPT.test(out.slice(mark)), 'prompt after dmesg -n 1', 120_000);
+}
+
+const rows: { viewers: number; guestS: number; ok: number; note: string }[] = [];
+for (const viewers of values.viewers.split(',').map(Number)) {
+  for (let r = 0; r < RUNS; r++) {
+    const vs = Array.from({ length: viewers }, () => viewer(wsUrl(url)));
+    await Promise.all(vs.map((v) => v.ready));
+    const mark = out.length;
+    vmm.stdin.write(COMMAND);
+    await until(() => PROMPT.test(out.slice(mark)) && out.includes('E3D', mark), 'end of the run', 60 * 60_000);
+    const tail = out.slice(mark);
+    const m = /real\s+(\d+)m\s*([\d.]+)s/.exec(tail);
+    if (!m) throw new Error(`no "real" time in the guest's output: ${tail.slice(-500)}`);
+    const guestS = Number(m[1]) * 60 + Number(m[2]);
+    // What the stdio terminal saw, as a check that the VMM itself lost nothing.
+    const s = tail.indexOf('S2T\r\n') + 5;
+    const stdioOk = Buffer.from(tail.slice(s, s + expected.length), 'latin1').equals(expected);
+    if (!stdioOk) writeFileSync('/tmp/tsvmm-vm-throughput-stdio.txt', tail);
+    const results = await Promise.all(vs.map((v) => v.result));
+    const ok = results.filter((x) => x.sha256 === expectedSha).length;
+    const dropped = results.filter((x) => x.dropped).map((x) => x.dropped);
+    rows.push({ viewers, guestS, ok, note: `${stdioOk ? 'stdio complete' : 'STDIO INCOMPLETE'}${dropped.length ? `; dropped: ${dropped.join(', ')}` : ''}` });
+    for (const v of vs) v.child.kill();
+  }
+}
+finished = true;
+vmm.kill('SIGTERM');
+
+const base = rows.filter((r) => r.viewers === 0).reduce((a, r) => a + r.guestS, 0) / RUNS;
+console.log(`\ntsvmm run --web ${positionals.join(' ')}: the guest prints ${BYTES >> 20} MiB (${BYTES / 64} lines) on ttyS0\n`);
+console.log('| web viewers | guest time s (busybox time, real) | vs 0 viewers | viewers with the exact payload | notes |');
+console.log('|---:|---:|---:|---|---|');
+for (const r of rows) console.log(`| ${r.viewers} | ${r.guestS.toFixed(2)} | ${((r.guestS / base - 1) * 100).toFixed(1)}% | ${r.viewers ? `${r.ok}/${r.viewers}` : '—'} | ${r.note} |`);
