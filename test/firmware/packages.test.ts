@@ -6,17 +6,22 @@ import { fileURLToPath } from 'node:url';
 import { expect, test } from 'vitest';
 import { missingPackages } from '../../firmware/images/packages.ts';
 
+const NOBODY = 65534;
+const repo = fileURLToPath(new URL('../../', import.meta.url));
 const hasDpkg = existsSync('/usr/bin/dpkg-query');
 const isRoot = process.getuid?.() === 0;
+// The checkout must be readable by "nobody" (it is not under a private /root, say).
+const nobodyCanRead = isRoot &&
+  spawnSync('/usr/bin/test', ['-r', `${repo}node_modules/tsx/package.json`, '-a', '-r', `${repo}firmware/images/packages.ts`], { uid: NOBODY, gid: NOBODY }).status === 0;
 if (!hasDpkg) console.warn('packages.test: no dpkg-query (not a Debian host): skipping');
-if (!isRoot) console.warn('packages.test: not root, cannot run the non-root check as another user: skipping it');
+if (!isRoot) console.warn('packages.test: not root, so the non-root check cannot run as another user: skipping it');
+else if (!nobodyCanRead) console.warn(`packages.test: user nobody cannot read ${repo}: skipping the non-root check`);
 
 test.skipIf(!hasDpkg)('missingPackages finds exactly the packages dpkg does not have installed', async () => {
   expect(await missingPackages(['dpkg', 'tsvmm-no-such-package', 'coreutils'])).toEqual(['tsvmm-no-such-package']);
 });
 
-test.skipIf(!hasDpkg || !isRoot)('not root: the error names the missing packages and the exact command, exit code 2', () => {
-  const repo = fileURLToPath(new URL('../../', import.meta.url));
+test.skipIf(!hasDpkg || !nobodyCanRead)('not root: the error names the missing packages and the exact command, exit code 2', () => {
   const script = `
     import { ensurePackages } from './firmware/images/packages.ts';
     try {
@@ -25,7 +30,7 @@ test.skipIf(!hasDpkg || !isRoot)('not root: the error names the missing packages
     } catch (e) { console.log(JSON.stringify({ exitCode: e.exitCode, message: e.message })); }`;
   // Run as the unprivileged user "nobody" (uid 65534): the real non-root path, no flag to fake it.
   const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
-    cwd: repo, uid: 65534, gid: 65534, encoding: 'utf8', env: { PATH: process.env.PATH, HOME: '/tmp' },
+    cwd: repo, uid: NOBODY, gid: NOBODY, encoding: 'utf8', env: { PATH: process.env.PATH, HOME: '/tmp' },
   });
   expect(r.status, r.stderr).toBe(0);
   const result = JSON.parse(r.stdout.trim().split('\n').at(-1)!);
