@@ -217,7 +217,7 @@ export function verifyFragments(fragments: readonly string[], dotConfig: string,
 
 /** The newest /usr/src/linux-source-*.tar.xz, unpacked once into the cache (re-unpacked if the tarball changes). */
 async function unpackSource(log: string): Promise<{ dir: string; name: string }> {
-  const tarballs = readdirSync('/usr/src').filter((f) => /^linux-source-[\d.]+\.tar\.(xz|bz2|gz)$/.test(f))
+  const tarballs = (existsSync('/usr/src') ? readdirSync('/usr/src') : []).filter((f) => /^linux-source-[\d.]+\.tar\.(xz|bz2|gz)$/.test(f))
     .sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
   const tarball = tarballs.at(-1);
   if (!tarball) {
