@@ -10,6 +10,5 @@ const transport = await serveVirtioMmio(plugin, console);
 plugin.onConsoleInput = (bytes) => {
   transport.guard('console input', () => console.input(bytes));
 };
-plugin.onReset = () => transport.reset();
 await plugin.ready();
 void plugin.closed.then(() => process.exit(0));
