@@ -211,6 +211,20 @@ export class Plugin {
     return ev;
   }
 
+  async deregisterIoeventfd(ev: Ioeventfd): Promise<void> {
+    const o = ev.options;
+    await this.request(Command.REGISTER_IOEVENTFD, encodeIoeventfd({
+      datamatch: o.datamatch ?? 0n, addr: BigInt((o.pio ? this.slot.pioBase : this.slot.mmioBase) + o.offset), len: o.length, fd: -1,
+      flags: (o.pio ? IoeventfdFlag.PIO : 0) | (o.datamatch !== undefined ? IoeventfdFlag.DATAMATCH : 0) | IoeventfdFlag.DEASSIGN,
+    }));
+    const i = this.ioeventfds.findIndex((x) => x.ev === ev);
+    if (i >= 0) {
+      this.ioeventfds[i]!.watcher.close();
+      closeQuietly(ev.fd);
+      this.ioeventfds.splice(i, 1);
+    }
+  }
+
   /** The slot's interrupt line, as an irqfd. */
   async irq(): Promise<Irq> {
     if (this.irqHandle) return this.irqHandle;

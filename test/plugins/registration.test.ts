@@ -136,6 +136,16 @@ describe('region registration errnos (real control socket)', () => {
     expect(await ioeventfd(base + 0x400n, 4, IoeventfdFlag.DEASSIGN)).toBe(Errno.ENOENT);
   });
 
+  test('the SDK deassigns what it registered, and the ranges are free again', async () => {
+    const r = await plugin.registerRegion({ offset: 0x40, size: 0x10, handler: {} });
+    const ev = await plugin.registerIoeventfd({ offset: 0x50, length: 4, datamatch: 3n, onSignal: () => undefined });
+    expect(h.manager.registry.list()).toHaveLength(2);
+    await plugin.deregisterRegion(r);
+    await plugin.deregisterIoeventfd(ev);
+    expect(h.manager.registry.list()).toHaveLength(0);
+    expect(await region(BigInt(slot.mmioBase + 0x40), 0x20n, 0)).toBe(0);
+  });
+
   test('EPERM: only inside the plugin\'s own slot', async () => {
     expect(await region(BigInt(slot.mmioBase + slot.mmioSize), 0x10n, 0)).toBe(Errno.EPERM);
     expect(await region(BigInt(slot.mmioBase + slot.mmioSize - 8), 0x10n, 0)).toBe(Errno.EPERM);
