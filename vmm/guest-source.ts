@@ -3,6 +3,7 @@
 import { readFile } from 'node:fs/promises';
 import type { BackendName } from '../hypervisors/backend.ts';
 import { ensureImages } from '../firmware/images/build.ts';
+import { LINUX_KERNEL_ARGS as INTERP_KERNEL_ARGS } from '../hypervisors/interp/platform.ts';
 import { UsageError } from './errors.ts';
 import { formatSize } from './size.ts';
 
@@ -49,6 +50,14 @@ export async function builtInGuest(request: GuestRequest, backend: BackendName):
     initrd: await readInput(initrdPath, request.initrd ? '--initrd' : 'initramfs image'),
     description: `tsvmm ${arch} image: ${kernelPath} + ${initrdPath}`,
   };
+}
+
+/**
+ * Kernel command-line words a backend's platform needs, added after the base command line and
+ * before the user's --append words (so those can override them). The one place for such words.
+ */
+export function backendKernelArgs(backend: BackendName): readonly string[] {
+  return backend === 'interp' ? INTERP_KERNEL_ARGS : [];
 }
 
 async function readInput(path: string, what: string): Promise<Uint8Array> {

@@ -10,7 +10,7 @@ import { ByteRing } from './byte-ring.ts';
 import { ConsoleHub, type ConsoleName, type PowerAction } from './console-hub.ts';
 import { ConsoleTail } from './console-tail.ts';
 import { UsageError } from './errors.ts';
-import { builtInGuest, userGuest, type GuestArch } from './guest-source.ts';
+import { backendKernelArgs, builtInGuest, userGuest, type GuestArch } from './guest-source.ts';
 import { Terminal } from './terminal.ts';
 import { startTsWorker } from './worker.ts';
 import { startWebConsole } from '../web/server.ts';
@@ -65,7 +65,7 @@ export async function run(options: RunOptions): Promise<number> {
   if (options.deterministic && choice.name !== 'interp') throw new UsageError(DETERMINISTIC_NEEDS_INTERP);
   const guest = ownGuest ?? (await builtInGuest(options, choice.name));
   log(`guest: ${guest.description}`);
-  const cmdline = [options.cmdline ?? DEFAULT_CMDLINE, ...options.append].join(' ').trim();
+  const cmdline = [options.cmdline ?? DEFAULT_CMDLINE, ...backendKernelArgs(choice.name), ...options.append].join(' ').trim();
 
   const session = new RunSession(choice.name, {
     backend: choice.name,
