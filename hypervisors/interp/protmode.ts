@@ -109,9 +109,6 @@ export function interrupt(c: Cpu, vector: number, soft: boolean, hasErr: boolean
   // Faults push EFLAGS with RF set, so that IRET does not re-trigger an instruction breakpoint.
   const oldFlags = c.getFlags() | (!soft && faultClass ? RF : 0);
   const oldCs = c.segSel[CS], oldSs = c.segSel[SS], oldEsp = c.r[4];
-  const push = (lin: number, v: number, user: boolean): void => {
-    if (gate32) c.writeSlow(lin, v, 4, user); else c.writeSlow(lin, v, 2, user);
-  };
   const w = gate32 ? 4 : 2;
   let words = 3 + (hasErr ? 1 : 0);
   if (!conforming && dpl < c.cpl) {
@@ -133,9 +130,12 @@ export function interrupt(c: Cpu, vector: number, soft: boolean, hasErr: boolean
     if (!ss32) sp &= 0xffff;
     const user = dpl === 3;
     let a = sp;
-    const put = (v: number): void => { push((ssBase + (ss32 ? a : a & 0xffff)) | 0, v, user); a = (a + w) | 0; };
-    if (hasErr) put(err);
-    put(c.eip); put(oldCs); put(oldFlags); put(oldEsp); put(oldSs);
+    if (hasErr) a = frameSlot(c, ssBase, ss32, a, w, err, user);
+    a = frameSlot(c, ssBase, ss32, a, w, c.eip, user);
+    a = frameSlot(c, ssBase, ss32, a, w, oldCs, user);
+    a = frameSlot(c, ssBase, ss32, a, w, oldFlags, user);
+    a = frameSlot(c, ssBase, ss32, a, w, oldEsp, user);
+    frameSlot(c, ssBase, ss32, a, w, oldSs, user);
     setAccessed(c, ssAddr);
     setSegCache(c, SS, newSs, ssBase, descLimit(dLo, dHi), ssAttr);
     if (ss32) c.r[4] = sp; else c.r16[8] = sp;
@@ -147,9 +147,11 @@ export function interrupt(c: Cpu, vector: number, soft: boolean, hasErr: boolean
     if (!c.stack32) sp &= 0xffff;
     let a = sp;
     const user = newCpl === 3;
-    const put = (v: number): void => { push((c.segBase[SS] + (c.stack32 ? a : a & 0xffff)) | 0, v, user); a = (a + w) | 0; };
-    if (hasErr) put(err);
-    put(c.eip); put(oldCs); put(oldFlags);
+    const ssBase = c.segBase[SS], ss32 = c.stack32;
+    if (hasErr) a = frameSlot(c, ssBase, ss32, a, w, err, user);
+    a = frameSlot(c, ssBase, ss32, a, w, c.eip, user);
+    a = frameSlot(c, ssBase, ss32, a, w, oldCs, user);
+    frameSlot(c, ssBase, ss32, a, w, oldFlags, user);
     c.setSp(sp);
     dLo = csLo; dHi = csHi;
     loadCs(c, sel, newCpl, csAddr);
@@ -157,6 +159,21 @@ export function interrupt(c: Cpu, vector: number, soft: boolean, hasErr: boolean
   c.eip = off;
   c.lazy = 0;
   c.eflags = oldFlags & ~(TF | NT | RF | VM | (gtype & 1 ? 0 : IF));
+}
+
+// No closures on these paths: tsx compiles with esbuild's keepNames, which wraps every closure
+// creation in a __name() call costing about 2 us, paid on every interrupt, IRET and RETF.
+
+/** Write one interrupt-frame slot of `w` bytes at stack offset `a`; returns the next offset. */
+function frameSlot(c: Cpu, ssBase: number, ss32: boolean, a: number, w: number, v: number, user: boolean): number {
+  c.writeSlow((ssBase + (ss32 ? a : a & 0xffff)) | 0, v, w, user);
+  return (a + w) | 0;
+}
+
+/** Read a word or dword at byte offset `off` from the top of the stack, without popping. */
+function stackAt(c: Cpu, off: number, o16: boolean): number {
+  const a = (c.segBase[SS] + (c.stack32 ? (c.r[4] + off) | 0 : (c.r[4] + off) & 0xffff)) | 0;
+  return o16 ? c.read16(a) : c.read32(a);
 }
 
 const FAULT_CLASS = new Set([0, 5, 6, 7, 10, 11, 12, 13, 14, 16, 17]);
@@ -206,11 +223,7 @@ export function writeFlags(c: Cpu, v: number, mask: number): void {
 export function iret(c: Cpu, o16: boolean): void {
   if ((c.eflags & NT) !== 0) throw new Unsupported('IRET with NT set (task return)');
   const w = o16 ? 2 : 4;
-  const rd = (k: number): number => {
-    const a = (c.segBase[SS] + (c.stack32 ? (c.r[4] + k * w) | 0 : (c.r[4] + k * w) & 0xffff)) | 0;
-    return o16 ? c.read16(a) : c.read32(a);
-  };
-  const eip = rd(0), sel = rd(1) & 0xffff, fl = rd(2);
+  const eip = stackAt(c, 0, o16), sel = stackAt(c, w, o16) & 0xffff, fl = stackAt(c, 2 * w, o16);
   if ((c.cr0 & CR0_PE) === 0) throw new Unsupported('real-mode IRET');
   if (!o16 && (fl & VM) !== 0 && c.cpl === 0) throw new Unsupported('IRET to virtual-8086 mode');
   const rpl = sel & 3;
@@ -225,7 +238,7 @@ export function iret(c: Cpu, o16: boolean): void {
     loadCs(c, sel, rpl, csAddr);
     c.setSp((c.sp() + 3 * w) | 0);
   } else {
-    const esp = rd(3), ss = rd(4) & 0xffff;
+    const esp = stackAt(c, 3 * w, o16), ss = stackAt(c, 4 * w, o16) & 0xffff;
     const csLo = dLo, csHi = dHi;
     // Check the outer SS at the new privilege before committing anything.
     if ((ss & 0xfffc) === 0) c.gp(0);
@@ -276,11 +289,7 @@ export function farTransfer(c: Cpu, sel: number, off: number, call: boolean, o16
 /** RETF [imm]: same privilege or to an outer ring. */
 export function farReturn(c: Cpu, o16: boolean, release: number): void {
   const w = o16 ? 2 : 4;
-  const rd = (k: number): number => {
-    const a = (c.segBase[SS] + (c.stack32 ? (c.r[4] + k) | 0 : (c.r[4] + k) & 0xffff)) | 0;
-    return o16 ? c.read16(a) : c.read32(a);
-  };
-  const eip = rd(0), sel = rd(w) & 0xffff;
+  const eip = stackAt(c, 0, o16), sel = stackAt(c, w, o16) & 0xffff;
   if ((c.cr0 & CR0_PE) === 0) {
     setSegCache(c, CS, sel, sel << 4, 0xffff, c.segAttr[CS]);
     c.setSp((c.sp() + 2 * w + release) | 0);
@@ -299,7 +308,7 @@ export function farReturn(c: Cpu, o16: boolean, release: number): void {
     c.setSp((c.sp() + 2 * w + release) | 0);
   } else {
     const csLo = dLo, csHi = dHi;
-    const esp = rd(2 * w + release), ss = rd(3 * w + release) & 0xffff;
+    const esp = stackAt(c, 2 * w + release, o16), ss = stackAt(c, 3 * w + release, o16) & 0xffff;
     const ssAddr = readDesc(c, ss);
     const ssAttr = descAttr(dHi);
     if ((ss & 0xfffc) === 0 || (ss & 3) !== rpl || ((ssAttr >> 5) & 3) !== rpl || (ssAttr & 0x1a) !== 0x12) c.gp(ss & 0xfffc);
