@@ -284,6 +284,8 @@ function decodeInto(i: Insn, code32: boolean): void {
     case 0xd4: i.imm = u8(); i.fn = A.aam; return;
     case 0xd5: i.imm = u8(); i.fn = A.aad; return;
     case 0xd7: i.fn = M.xlat; return;
+    case 0xd6: i.fn = Y.salc; return;
+    case 0x63: { const mem = eg(i, 2); if (!mem) i.imm2 = 1; i.fn = Y.arpl; return; }
     case 0xe0: case 0xe1: case 0xe2: case 0xe3: i.op = op & 3; i.imm = s8(); i.fn = op === 0xe2 && !a16 && !o16 ? C.loop32 : C.loop; i.ends = BRANCH; return;
     case 0xe4: case 0xe5: i.imm = op & 1 ? osz : 1; i.imm2 = u8(); i.fn = Y.inp; return;
     case 0xe6: case 0xe7: i.imm = op & 1 ? osz : 1; i.imm2 = u8(); i.fn = Y.outp; return;
@@ -336,7 +338,7 @@ function decodeInto(i: Insn, code32: boolean): void {
       }
     }
   }
-  // Anything else stays `unimplemented` (ARPL, SALC, ICEBP).
+  // Anything else stays `unimplemented` (ICEBP).
 }
 
 function decode0F(i: Insn, op: number, osz: number): void {
@@ -348,7 +350,8 @@ function decode0F(i: Insn, op: number, osz: number): void {
   switch (op) {
     case 0x00: {
       const mem = modrm(i);
-      if (mReg > 3) return; // VERR/VERW: unimplemented
+      if (mReg > 5) { i.fn = Y.ud; return; }
+      if (mReg >= 4) { i.op = mReg - 2; if (!mem) { i.imm2 = 1; i.rm = mRm << 1; } i.fn = Y.descProbe; return; } // VERR/VERW
       i.op = mReg;
       if (!mem) { i.imm2 = 1; i.rm = ridx(mRm, osz); }
       i.fn = Y.grp6;
@@ -365,6 +368,7 @@ function decode0F(i: Insn, op: number, osz: number): void {
       i.fn = Y.ud;
       return;
     }
+    case 0x02: case 0x03: { const mem = eg(i, osz); i.op = op - 2; if (!mem) { i.imm2 = 1; i.rm = mRm << 1; } i.fn = Y.descProbe; return; }
     case 0x06: i.fn = Y.clts; return;
     case 0x08: case 0x09: i.fn = Y.wbinvd; return;
     case 0x0b: i.fn = Y.ud; return;

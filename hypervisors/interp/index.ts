@@ -15,6 +15,7 @@ import {
   ExitReason, type Capabilities, type CpuidEntry, type Hypervisor, type IoeventfdSpec, type KickToken, type RamRegion,
   type Regs, type Segment, type Sregs, type Vcpu, type VcpuExit, type Vm, type VmConfig,
 } from '../backend.ts';
+import { fdio, sharedGuestRam } from '../../devices/plugin-sdk/native.ts';
 import { Cpu, EXIT_IO, EXIT_MMIO } from './cpu.ts';
 import { Executor, type InterruptSource } from './exec.ts';
 import { InterpPlatform, TSC_KHZ } from './platform.ts';
@@ -59,6 +60,7 @@ export function openInterp(): Hypervisor {
 export class InterpVm implements Vm {
   readonly ram: readonly RamRegion[];
   readonly memory: SharedArrayBuffer;
+  private readonly ramFd: number;
   private readonly vcpus: InterpVcpu[] = [];
   /** PIC, PIT and guest clock, served inside the backend. */
   readonly platform: InterpPlatform;
@@ -75,8 +77,11 @@ export class InterpVm implements Vm {
       top = Math.max(top, r.guestPhys + r.size);
     }
     top = Math.ceil(top / 4096) * 4096;
-    this.memory = new SharedArrayBuffer(top);
-    this.ram = config.ram.map((r) => ({ guestPhys: r.guestPhys, size: r.size, fd: -1, bytes: new Uint8Array(this.memory, r.guestPhys, r.size) }));
+    // A memfd, so device processes can map guest RAM as they do on KVM (offset = guest-physical).
+    const { fd, buffer } = sharedGuestRam('tsvmm-guest-ram', top);
+    this.memory = buffer;
+    this.ramFd = fd;
+    this.ram = config.ram.map((r) => ({ guestPhys: r.guestPhys, size: r.size, fd, bytes: new Uint8Array(this.memory, r.guestPhys, r.size) }));
     this.platform = new InterpPlatform({ deterministic: config.deterministic ?? false });
     this.irqHandler = (gsi, level) => this.platform.pic.setIrq(gsi, level);
   }
@@ -104,7 +109,11 @@ export class InterpVm implements Vm {
   deassignIoeventfd(_spec: IoeventfdSpec): void { throw new Error('interpreter backend: ioeventfd is not supported'); }
   assignIrqfd(_fd: number, _gsi: number): void { throw new Error('interpreter backend: irqfd is not supported (capabilities.irqfd is false)'); }
   deassignIrqfd(_fd: number, _gsi: number): void { throw new Error('interpreter backend: irqfd is not supported'); }
-  destroy(): void { this.vcpus.length = 0; }
+  destroy(): void {
+    this.vcpus.length = 0;
+    // The mapping lives on with `memory` until it is collected; the fd is not needed by us.
+    fdio().closeFd(this.ramFd);
+  }
 }
 
 function toSeg(c: Cpu, n: number): Segment {

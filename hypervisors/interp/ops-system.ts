@@ -5,7 +5,8 @@
 import { CS, SS, CR0_EM, CR0_MP, CR0_PE, CR0_PG, CR0_TS, CR4_PSE, IF, NM, UD } from './state.ts';
 import { type Cpu, EXIT_HLT, EXIT_IO, STOP_AFTER, STOP_EIP_SET } from './cpu.ts';
 import { ea, type Insn } from './insn.ts';
-import { farReturn, farTransfer, flagMask, interrupt, ioAllowed, iret, loadLdt, loadSeg, loadTr, writeFlags } from './protmode.ts';
+import { farReturn, farTransfer, flagMask, interrupt, ioAllowed, iret, loadLdt, loadSeg, loadTr, probeDescriptor, probeValue, writeFlags } from './protmode.ts';
+import { CF, ZF } from './state.ts';
 
 function next(c: Cpu, i: Insn): number { return (c.base + i.nextOff) | 0; }
 function priv(c: Cpu): void { if (c.cpl !== 0) c.gp(0); }
@@ -271,3 +272,27 @@ export function bound(c: Cpu, i: Insn): void {
     if (v < lo || v > hi) c.raise(5);
   }
 }
+
+/** LAR/LSL r, r/m16 (op 0/1; imm2 = 1 for a register source) and VERR/VERW r/m16 (op 2/3). */
+export function descProbe(c: Cpu, i: Insn): void {
+  const sel = i.imm2 === 1 ? c.r16[i.rm] : c.read16(ea(c, i));
+  const ok = probeDescriptor(c, sel, i.op);
+  c.settleFlags();
+  if (!ok) { c.eflags &= ~ZF; return; }
+  c.eflags |= ZF;
+  if (i.op <= 1) { if (i.o16) c.r16[i.reg] = probeValue; else c.r[i.reg] = probeValue; }
+}
+/** ARPL r/m16, r16: raise the destination selector's RPL to the source's. */
+export function arpl(c: Cpu, i: Insn): void {
+  const mem = i.imm2 !== 1;
+  const l = mem ? ea(c, i) : 0;
+  const d = mem ? c.readW16(l) : c.r16[i.rm], sRpl = c.r16[i.reg] & 3;
+  c.settleFlags();
+  if ((d & 3) < sRpl) {
+    const v = (d & ~3) | sRpl;
+    if (mem) c.write16(l, v); else c.r16[i.rm] = v;
+    c.eflags |= ZF;
+  } else c.eflags &= ~ZF;
+}
+/** SALC (D6, undocumented): AL = CF ? 0xFF : 0. */
+export function salc(c: Cpu): void { c.r8[0] = c.getCF() !== 0 ? 0xff : 0; void CF; }

@@ -355,3 +355,33 @@ export function ioAllowed(c: Cpu, port: number, size: number): boolean {
   const bits = c.readSys16((c.segBase[6] + byte) | 0);
   return ((bits >> (port & 7)) & ((1 << size) - 1)) === 0;
 }
+
+/**
+ * LAR (op 0), LSL (op 1), VERR (op 2), VERW (op 3) on `sel`: whether the descriptor is visible
+ * at this privilege for that instruction (ZF); the value (access rights or limit) in `probeValue`.
+ * Never faults on the selector itself (only the descriptor-table read could #PF).
+ */
+export let probeValue = 0;
+export function probeDescriptor(c: Cpu, sel: number, op: number): boolean {
+  if ((sel & 0xfffc) === 0) return false;
+  let base: number, limit: number;
+  if ((sel & 4) !== 0) {
+    if ((c.segAttr[7] & 0x10000) !== 0 || c.segSel[7] === 0) return false;
+    base = c.segBase[7]; limit = c.segLimit[7];
+  } else { base = c.gdtBase; limit = c.gdtLimit; }
+  if ((sel & 0xfff8) + 7 > limit) return false;
+  const a = (base + (sel & 0xfff8)) | 0;
+  const lo = c.readSys32(a), hi = c.readSys32((a + 4) | 0);
+  const type = (hi >>> 8) & 0x1f, dpl = (hi >>> 13) & 3;
+  const isCode = (type & 0x18) === 0x18, conforming = isCode && (type & 4) !== 0;
+  if ((type & 0x10) === 0) {
+    // System descriptors: LAR accepts TSS/LDT/gates, LSL only TSS/LDT; VERR/VERW none.
+    const t = type & 0xf;
+    const ok = op === 0 ? [1, 2, 3, 4, 5, 9, 0xb, 0xc].includes(t) : op === 1 ? [1, 2, 3, 9, 0xb].includes(t) : false;
+    if (!ok) return false;
+  } else if (op === 2 && isCode && (type & 2) === 0) return false; // execute-only code
+  else if (op === 3 && (isCode || (type & 2) === 0)) return false; // VERW: writable data only
+  if (!conforming && (dpl < c.cpl || dpl < (sel & 3))) return false;
+  probeValue = op === 0 ? hi & 0x00f0ff00 : descLimit(lo, hi);
+  return true;
+}

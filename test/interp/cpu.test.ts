@@ -205,9 +205,9 @@ describe.skipIf(skip)('interpreter (SDM expectations)', () => {
   });
 
   test('an unimplemented instruction is InternalError naming its bytes and EIP; no IDT means a triple fault', () => {
-    const m = cpl0('.byte 0x63, 0xc0');
+    const m = cpl0('.byte 0xf1');
     expect(m.vcpu.run()).toBe(ExitReason.InternalError);
-    expect(m.vcpu.exit.detail).toBe(`unimplemented instruction 63 at EIP ${CODE.toString(16)}`);
+    expect(m.vcpu.exit.detail).toBe(`unimplemented instruction f1 at EIP ${CODE.toString(16)}`);
     const t = cpl0('ud2');
     t.vcpu.setSregs({ ...t.vcpu.getSregs(), idt: { base: 0n, limit: 0 } });
     expect(t.vcpu.run()).toBe(ExitReason.Shutdown);

@@ -108,7 +108,9 @@ const NOT_IN_64: [string, string][] = [
   ['ff/2 m', 'stack width'], ['ff/2 r', 'stack width'], ['ff/3 m', 'far pointer width'], ['ff/5 m', 'far pointer width'], ['ff/4 m', 'jump target width'],
   ['0f01/0 m', 'SGDT stores a 64-bit base in 64-bit mode'], ['0f01/1 m', 'SIDT stores a 64-bit base in 64-bit mode'],
   ['63 m', 'MOVSXD in 64-bit mode'], ['63 r', 'MOVSXD in 64-bit mode'],
-  ['82', 'invalid in 64-bit mode'],
+  ['82', 'invalid in 64-bit mode'], ['d6', 'invalid in 64-bit mode'],
+  ['0f02 0f03', 'LAR/LSL do not see the guest GDT under this host\'s nested KVM (checked against QEMU)'],
+  ['0f00/4 m', 'VERR: see LAR'], ['0f00/4 r', 'VERR: see LAR'], ['0f00/5 m', 'VERW: see LAR'], ['0f00/5 r', 'VERW: see LAR'],
   ['cc cd', 'INT n/INT3 raise #UD under this host\'s nested KVM'],
   ['d8 d9 da db dc dd de df', 'this host\'s KVM does not apply CR0.EM to the guest (no #NM)'],
   ['ff/3 r', 'invalid encoding whose side effects differ in 64-bit mode'], ['ff/5 r', 'invalid encoding whose side effects differ in 64-bit mode'],
@@ -326,6 +328,12 @@ export function makeCase(key: string, k: number, rng: Rng): Case | null {
     let sel = selFor(seg);
     if (sel === 0x1033) sel = 0x4b;
     memData = [...le(rng.u32()).slice(0, osz), ...le(sel).slice(0, 2)];
+  }
+  if (op === 0x0f02 || op === 0x0f03 || (op === 0x0f00 && g >= 4) || op === 0x63) {
+    // Descriptor probes and ARPL: selectors of every kind (code, data, TSS, not present, beyond the GDT, RPLs).
+    const sel = rng.pick([0, 3, 0x08, 0x0b, 0x10, 0x13, 0x1b, 0x23, 0x2b, 0x33, 0x38, 0x3b, 0x43, 0x50, 0x53, 0x58, 0x60, 0x63, 0x68, 0x4b, 0x1000]) | (op === 0x63 ? rng.int(4) : 0);
+    if (shape.modrm === 'r') { const r = rng.pick([0, 1, 2, 3, 5, 6, 7]); x.fixed.set(r, (rng.u32() & 0xffff0000) | sel); (x as { segReg?: number }).segReg = r; }
+    else memData = le(sel).slice(0, 2);
   }
   if (op === 0x9d) {
     // POPF: random flags except TF (single-step) and the IOPL/IF bits (compared anyway).
