@@ -10,9 +10,13 @@ import { openInterp } from '../../hypervisors/interp/index.ts';
 import { assemble } from './asm.ts';
 import { buildBlob, haveQemu, runBlob, runQemu } from './qemu.ts';
 import { type Case, EXCLUDED, EXCLUDED_QEMU, faultCases, makeCase, makeStream, programFor, Rng } from './gen.ts';
-import { CODE, DATA, DATA_SIZE, drive, type GuestOptions, makeMachine, REC, RESULTS, SEG_BASE_33 } from './guest.ts';
+import { CODE, DATA, DATA_SIZE, drive, type GuestOptions, makeMachine, PAGE_NP, PAGE_RO, PAGE_SUP, REC, RESULTS, SEG_BASE_33 } from './guest.ts';
 
-export interface BatchResult { records: Uint8Array; data: Uint8Array; seg33: Uint8Array; error?: string; exits: number }
+export interface BatchResult {
+  records: Uint8Array; data: Uint8Array; seg33: Uint8Array; error?: string; exits: number;
+  /** QEMU runs: GDT + page directory/table bytes after the run (accessed/dirty/busy bits). */
+  system?: Uint8Array;
+}
 
 /** Cases per guest run (records and data areas are per run). */
 export const BATCH = 2000;
@@ -86,6 +90,20 @@ export function compare(cases: readonly Case[], a: BatchResult, b: BatchResult, 
         `${c.pre.length ? ` pre: ${c.pre.join('; ')}` : ''}\n  ${diffs.join('\n  ')}` });
     }
   });
+  if (a.system !== undefined && b.system !== undefined) {
+    // The PTEs of the deliberately faulting pages: whether a faulting walk sets the accessed bit
+    // is implementation specific (QEMU sets it for the read half of a RMW; the interpreter, like
+    // the CPU's write-intent walk, faults first).
+    const faultPtes = [PAGE_RO, PAGE_SUP, PAGE_NP].map((pg) => 0x68 + 0x1000 + 4 * (pg >>> 12));
+    for (let j = 0; j < a.system.length; j++) {
+      const mask = faultPtes.includes(j & ~3) && (j & 3) === 0 ? ~0x20 : ~0;
+      if ((a.system[j]! & mask) !== (b.system[j]! & mask)) {
+        const where = j < 0x68 ? `GDT byte 0x${j.toString(16)}` : `page-table byte 0x${(0x5000 + j - 0x68).toString(16)}`;
+        out.push({ k: -1, form: 'system', text: `kernel-mode state differs at ${where}: ${names[0]} ${a.system[j]!.toString(16)} ${names[1]} ${b.system[j]!.toString(16)}` });
+        break;
+      }
+    }
+  }
   for (let j = 0; j < a.seg33.length; j++) {
     if (a.seg33[j] !== b.seg33[j]) { out.push({ k: -1, form: 'seg33', text: `memory @${(SEG_BASE_33 + j).toString(16)} differs` }); break; }
   }

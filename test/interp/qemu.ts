@@ -20,6 +20,13 @@ import { buildSystem, CODE, CTRL, DATA, DATA_SIZE, EXIT_PORT, RAM_SIZE, REC, RES
 const BLOB = 0xf00000;
 const SYS_SIZE = 0x13000;
 const DONE_PORT = 0xf5;
+/**
+ * Kernel-mode state compared after the run: the GDT (accessed bits, the TSS busy bit) and the
+ * page directory and first page table (accessed/dirty bits the page walks set).
+ */
+const SYS_DUMP = [0x1000, 0x68] as const;
+const PT_DUMP = [0x5000, 0x2000] as const;
+const TAIL = SYS_DUMP[1] + PT_DUMP[1];
 const QEMU_EXIT_PORT = 0xf4;
 
 export function haveQemu(): boolean {
@@ -43,6 +50,11 @@ function resumeAsm(n: number): string {
   push %ecx
   iret
 9:
+  # Touch the pages the dump reads first, so their accessed bits are set before the interpreter
+  # harness snapshots memory at DONE_PORT (QEMU sets them while dumping).
+  mov ${SYS_DUMP[0]}, %al
+  mov ${PT_DUMP[0]}, %al
+  mov ${PT_DUMP[0] + 0x1000}, %al
   out %al, $${DONE_PORT}
   mov $0x3f8, %dx
   mov $${RESULTS}, %esi
@@ -53,6 +65,12 @@ function resumeAsm(n: number): string {
   rep outsb
   mov $${SEG_BASE_33}, %esi
   mov $0x10000, %ecx
+  rep outsb
+  mov $${SYS_DUMP[0]}, %esi
+  mov $${SYS_DUMP[1]}, %ecx
+  rep outsb
+  mov $${PT_DUMP[0]}, %esi
+  mov $${PT_DUMP[1]}, %ecx
   rep outsb
   out %al, $${QEMU_EXIT_PORT}
   hlt`;
@@ -150,8 +168,8 @@ idtr: .word 0x7ff
 }
 
 function split(bytes: Uint8Array, n: number): BatchResult {
-  const rl = n * REC, dl = n * DATA_SIZE;
-  return { records: bytes.slice(0, rl), data: bytes.slice(rl, rl + dl), seg33: bytes.slice(rl + dl, rl + dl + 0x10000), exits: 0 };
+  const rl = n * REC, dl = n * DATA_SIZE, sl = rl + dl + 0x10000;
+  return { records: bytes.slice(0, rl), data: bytes.slice(rl, rl + dl), seg33: bytes.slice(rl + dl, sl), system: bytes.slice(sl, sl + TAIL), exits: 0 };
 }
 
 /** Relative fault EIPs, as the KVM harness reports them (diff.ts). */
@@ -178,7 +196,7 @@ export function runQemu(blob: Uint8Array, program: Uint8Array, n: number): Batch
       if (status === undefined || status === null) throw e;
     }
     const out = new Uint8Array(readFileSync(join(dir, 'out.bin')));
-    const expect = n * (REC + DATA_SIZE) + 0x10000;
+    const expect = n * (REC + DATA_SIZE) + 0x10000 + TAIL;
     const res = split(out, n);
     if (out.length !== expect) res.error = `QEMU produced ${out.length} bytes of results, expected ${expect}`;
     relEips(res, program, n);
@@ -204,7 +222,7 @@ export function runBlob(hv: Hypervisor, blob: Uint8Array, program: Uint8Array, n
     exits++;
     if (r === ExitReason.Io && vcpu.exit.address === EXIT_PORT) continue; // the handler resumes by itself
     if (r === ExitReason.Io && vcpu.exit.address === DONE_PORT) break;
-    const res = split(new Uint8Array(n * (REC + DATA_SIZE) + 0x10000), n);
+    const res = split(new Uint8Array(n * (REC + DATA_SIZE) + 0x10000 + TAIL), n);
     res.error = `unexpected exit ${r} (0x${vcpu.exit.address.toString(16)} ${vcpu.exit.detail}) at rip 0x${vcpu.getRegs().rip.toString(16)}`;
     vm.destroy();
     return res;
@@ -212,6 +230,7 @@ export function runBlob(hv: Hypervisor, blob: Uint8Array, program: Uint8Array, n
   const res: BatchResult = {
     records: ram.slice(RESULTS, RESULTS + n * REC), data: ram.slice(DATA, DATA + n * DATA_SIZE),
     seg33: ram.slice(SEG_BASE_33, SEG_BASE_33 + 0x10000), exits,
+    system: Uint8Array.from([...ram.subarray(SYS_DUMP[0], SYS_DUMP[0] + SYS_DUMP[1]), ...ram.subarray(PT_DUMP[0], PT_DUMP[0] + PT_DUMP[1])]),
   };
   vm.destroy();
   relEips(res, program, n);
