@@ -12,7 +12,7 @@ if (skip) console.warn(`SKIP: ${skip}`);
 
 test.skipIf(skip)('interpreter agrees with the real CPU on every implemented form', async () => {
   const lines: string[] = [];
-  const r = await differential({ seed: 1, perForm: 6, streams: 300, log: (s) => lines.push(s) });
+  const r = await differential({ seed: 1, perForm: 12, streams: 1000, log: (s) => lines.push(s) });
   console.log(lines.filter((l) => l.startsWith('coverage') || l.startsWith('implemented')).join('\n'));
   expect(r.skipped).toBeUndefined();
   expect(r.disagreements.map((d) => d.text)).toEqual([]);
@@ -25,7 +25,7 @@ if (qemuSkip) console.warn(`SKIP: ${qemuSkip}`);
 
 test.skipIf(qemuSkip)('interpreter agrees with QEMU TCG in 32-bit protected mode, kernel-mode set-up and ring transitions included', async () => {
   const lines: string[] = [];
-  const r = await differential({ seed: 1, perForm: 8, streams: 500, log: (s) => lines.push(s), oracle: 'qemu' });
+  const r = await differential({ seed: 1, perForm: 12, streams: 1000, log: (s) => lines.push(s), oracle: 'qemu' });
   console.log(lines.filter((l) => l.startsWith('coverage')).join('\n'));
   expect(r.disagreements.map((d) => d.text)).toEqual([]);
   expect(r.tested + r.excluded).toBe(r.implemented);
