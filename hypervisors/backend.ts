@@ -197,6 +197,11 @@ export interface Vm {
   /** Needs capabilities.irqfd: writes to `fd` raise (edge: pulse) the line `gsi`. */
   assignIrqfd(fd: number, gsi: number): void;
   deassignIrqfd(fd: number, gsi: number): void;
+  /**
+   * The VMM rewrote guest memory behind the guest's back (a kernel reloaded for a reset):
+   * backends that cache decoded guest code drop those caches. Nothing to do on KVM.
+   */
+  invalidateCodeCaches(): void;
   /** Release every resource (vCPUs, memory, fds). The Vm is unusable afterwards. */
   destroy(): void;
 }

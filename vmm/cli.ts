@@ -10,6 +10,7 @@ import { buildMemoryMap, MemoryMapError } from './memory-map.ts';
 import { DEFAULT_CMDLINE, log, run } from './run.ts';
 import { parseSize } from './size.ts';
 import { WebAddressError, parseWebAddress } from '../web/cli-options.ts';
+import { PluginOptionError, checkPluginSocket, parseDisk, type PluginOptions } from './regions/plugin-options.ts';
 
 const HELP = `tsvmm — a virtual machine monitor in TypeScript
 
@@ -28,7 +29,13 @@ Options for run:
   --image x86_64|i386        which built-in guest to boot (default: x86_64 on KVM, i386 on the interpreter)
   --backend auto|kvm|interp  hypervisor backend (default auto: KVM where it runs guest kernel code
                              at hardware speed, otherwise the x86 interpreter; says which and why)
-  --console ttyS0|hvc0       which guest console the terminal shows (default ttyS0)
+  --console ttyS0|hvc0       which guest console the terminal shows (default ttyS0); with
+                             tsvmm's own guest, hvc0 also moves the shell there
+  --disk PATH[,readonly]     a raw disk image as virtio-blk (/dev/vda, vdb, ...), served by a
+                             device process (repeatable)
+  --device COMMAND           start a device plugin process with this shell command (repeatable)
+  --plugin-socket PATH       listen at PATH for a device plugin started by hand; it may
+                             restart and attach again (repeatable)
   --no-stdio                 do not attach the terminal (output is still collected)
   --deterministic            interpreter only: guest time follows the instruction count and the
                              RTC starts at a fixed date, so two boots print the same transcript
@@ -54,6 +61,9 @@ const RUN_OPTIONS = {
   'no-stdio': { type: 'boolean', default: false },
   deterministic: { type: 'boolean', default: false },
   web: { type: 'string' },
+  disk: { type: 'string', multiple: true },
+  device: { type: 'string', multiple: true },
+  'plugin-socket': { type: 'string', multiple: true },
   help: { type: 'boolean', short: 'h' },
 } as const satisfies ParseArgsConfig['options'];
 
@@ -67,6 +77,15 @@ function parse<O extends ParseArgsConfig['options']>(args: string[], options: O)
     return parseArgs({ args, options, strict: true, allowPositionals: false });
   } catch (e) {
     throw new UsageError(`${(e as Error).message.replace(/\.$/, '')}; see tsvmm --help`);
+  }
+}
+
+function pluginOptions(disks: string[], devices: string[], sockets: string[]): PluginOptions {
+  try {
+    return { disks: disks.map(parseDisk), devices, sockets: sockets.map(checkPluginSocket) };
+  } catch (e) {
+    if (e instanceof PluginOptionError) throw new UsageError(e.message);
+    throw e;
   }
 }
 
@@ -109,6 +128,7 @@ async function runCommand(args: string[]): Promise<number> {
     stdio: !values['no-stdio'],
     deterministic: values.deterministic,
     web: values.web === undefined ? undefined : webAddress(values.web),
+    plugins: pluginOptions(values.disk ?? [], values.device ?? [], values['plugin-socket'] ?? []),
   });
 }
 

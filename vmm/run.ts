@@ -16,6 +16,12 @@ import { startTsWorker } from './worker.ts';
 import { startWebConsole } from '../web/server.ts';
 import { webConsoleLines } from '../web/cli-options.ts';
 import { Control, type MachineSpec, type Outcome, type WorkerMessage } from './worker-protocol.ts';
+import { PLATFORM_PORTS } from './machine.ts';
+import { buildMemoryMap } from './memory-map.ts';
+import { IrqMailbox } from './regions/irq-mailbox.ts';
+import { kvmVmWiring } from './regions/kvm-wiring.ts';
+import { startPluginManager, type PluginManager } from './regions/plugin-manager.ts';
+import { addPlugins, type PluginOptions } from './regions/plugin-options.ts';
 
 export interface RunOptions {
   kernel?: string;
@@ -34,6 +40,8 @@ export interface RunOptions {
   deterministic?: boolean;
   /** Serve the browser console on this address. */
   web?: { host: string; port: number };
+  /** Device plugins: --disk, --device, --plugin-socket. */
+  plugins: PluginOptions;
 }
 
 const DETERMINISTIC_NEEDS_INTERP =
@@ -41,6 +49,8 @@ const DETERMINISTIC_NEEDS_INTERP =
 
 /** What tsvmm puts on the kernel command line unless --cmdline replaces it. */
 export const DEFAULT_CMDLINE = 'console=ttyS0 reboot=t panic=-1';
+/** Tells tsvmm's own guest image to start its shell on hvc0 (--console hvc0). */
+const HVC0_SHELL = 'tsvmm_console=hvc0';
 
 const SERIAL_RING_BYTES = 1 << 20;
 /**
@@ -65,7 +75,8 @@ export async function run(options: RunOptions): Promise<number> {
   if (options.deterministic && choice.name !== 'interp') throw new UsageError(DETERMINISTIC_NEEDS_INTERP);
   const guest = ownGuest ?? (await builtInGuest(options, choice.name));
   log(`guest: ${guest.description}`);
-  const cmdline = [options.cmdline ?? DEFAULT_CMDLINE, ...backendKernelArgs(choice.name), ...options.append].join(' ').trim();
+  const consoleWords = options.console === 'hvc0' && !ownGuest ? [HVC0_SHELL] : [];
+  const cmdline = [options.cmdline ?? DEFAULT_CMDLINE, ...backendKernelArgs(choice.name), ...consoleWords, ...options.append].join(' ').trim();
 
   const session = new RunSession(choice.name, {
     backend: choice.name,
@@ -80,6 +91,7 @@ export async function run(options: RunOptions): Promise<number> {
     serialOut: new ByteRing(SERIAL_RING_BYTES).buffer,
     serialIn: new ByteRing(64 * 1024).buffer,
     control: new SharedArrayBuffer(Control.words * 4),
+    irqMailbox: new IrqMailbox().buffer,
   }, options);
   return session.run();
 }
@@ -94,19 +106,29 @@ class RunSession {
   private terminal: Terminal | undefined;
   private kickToken: KickToken | undefined;
   private worker: Worker | undefined;
-  private userReset = false;
+  private readonly plugins: PluginManager;
+  private readonly mailbox: IrqMailbox;
   private stopCause: string | undefined;
   private stopSignal: NodeJS.Signals | undefined;
   private finished = false;
+  private pluginStartFailed = false;
 
   constructor(private readonly backend: BackendName, private readonly spec: MachineSpec, private readonly options: RunOptions) {
     this.serialOut = new ByteRing(spec.serialOut);
     this.serialIn = new ByteRing(spec.serialIn);
     this.control = new Int32Array(spec.control);
+    this.mailbox = new IrqMailbox(spec.irqMailbox);
     this.hub = new ConsoleHub(backend, {
       input: (name, bytes) => this.input(name, bytes),
       power: (action) => this.power(action),
     });
+    this.plugins = startPluginManager({
+      memoryMap: buildMemoryMap(spec.memBytes),
+      inProcess: PLATFORM_PORTS,
+      consoleOutput: (name, bytes) => this.hub.output(name, bytes),
+      log,
+    });
+    spec.cmdline = [spec.cmdline, ...addPlugins(this.plugins, options.plugins)].join(' ');
   }
 
   async run(): Promise<number> {
@@ -125,16 +147,7 @@ class RunSession {
     const web = this.options.web ? await startWebConsole({ hub: this.hub, ...this.options.web, log }) : undefined;
     if (web) for (const line of webConsoleLines(web)) process.stdout.write(`${line}\n`);
     try {
-      let outcome: Outcome;
-      for (;;) {
-        outcome = await this.runMachine();
-        if (outcome.kind === 'reset' && this.userReset && !this.stopCause) {
-          this.userReset = false;
-          log('resetting the VM');
-          continue;
-        }
-        break;
-      }
+      const outcome = await this.runMachine();
       this.finished = true;
       this.serialOut.wake();
       await pump;
@@ -142,6 +155,7 @@ class RunSession {
     } finally {
       clearInterval(haltCheck);
       this.finished = true;
+      await this.plugins.shutdown();
       await web?.close();
       this.terminal?.restore();
       for (const s of signals) process.off(s, onSignal);
@@ -165,10 +179,15 @@ class RunSession {
       worker.on('message', (m: WorkerMessage) => {
         if (m.type === 'started') {
           this.kickToken = m.kick;
-          log(`VM running: ${m.boot}`);
-          this.hub.setStatus({ state: 'running', backend: this.backend });
-          // A stop requested while the machine was being built is honoured now.
-          if (Atomics.load(this.control, Control.requests) !== 0) kick(m.kick);
+          void this.attachPlugins(m).then((ok) => {
+            Atomics.store(this.control, Control.start, ok ? Control.startRun : Control.startAbort);
+            Atomics.notify(this.control, Control.start);
+            if (!ok) return;
+            log(`VM running: ${m.boot}`);
+            this.hub.setStatus({ state: 'running', backend: this.backend });
+            // A stop requested while the machine was being built is honoured now.
+            if (Atomics.load(this.control, Control.requests) !== 0) kick(m.kick);
+          });
         } else {
           settle(m.outcome);
         }
@@ -176,6 +195,22 @@ class RunSession {
       worker.on('error', (e) => settle({ kind: 'internal-error', detail: e.stack ?? e.message }));
       worker.on('exit', (code) => settle({ kind: 'internal-error', detail: `the vCPU worker exited with code ${code}` }));
     });
+  }
+
+  /** Device plugins map the new VM's RAM and register; the guest starts once they are ready. */
+  private async attachPlugins(m: Extract<WorkerMessage, { type: 'started' }>): Promise<boolean> {
+    const kickToken = m.kick;
+    this.plugins.attachMachine(m.vmFd !== undefined
+      ? { ram: m.ram, vm: kvmVmWiring(m.vmFd) }
+      : { ram: m.ram, raiseIrq: (gsi) => { this.mailbox.post(gsi); this.request(Control.irq, kickToken); } });
+    try {
+      await this.plugins.waitReady();
+      return true;
+    } catch (e) {
+      this.stopCause ??= `a device plugin failed to start: ${(e as Error).message}`;
+      this.pluginStartFailed = true;
+      return false;
+    }
   }
 
   private async pumpSerial(): Promise<void> {
@@ -189,7 +224,10 @@ class RunSession {
   }
 
   private input(name: ConsoleName, bytes: Uint8Array): void {
-    if (name !== 'ttyS0') return;
+    if (name === 'hvc0') {
+      this.plugins.consoleInput(bytes);
+      return;
+    }
     this.serialIn.push(bytes);
     this.request(Control.input);
   }
@@ -198,8 +236,8 @@ class RunSession {
     if (action === 'poweroff') {
       this.requestStop('powered off from the console');
     } else {
-      this.userReset = true;
-      this.request(Control.reset);
+      log('resetting the VM');
+      void this.plugins.reset().then(() => this.request(Control.reset));
     }
   }
 
@@ -215,9 +253,9 @@ class RunSession {
     }, STOP_GRACE_MS).unref();
   }
 
-  private request(bit: number): void {
+  private request(bit: number, token = this.kickToken): void {
     Atomics.or(this.control, Control.requests, bit);
-    if (this.kickToken) kick(this.kickToken);
+    if (token) kick(token);
   }
 
   private report(outcome: Outcome): number {
@@ -238,6 +276,7 @@ class RunSession {
       case 'reset':
         return say('stopped', 0, `guest finished: ${outcome.detail}`);
       case 'stopped': {
+        if (this.pluginStartFailed) return say('stopped', 2, this.stopCause ?? outcome.detail);
         const code = this.stopSignal ? 128 + (osConstants.signals[this.stopSignal] ?? 0) : 0;
         return say('stopped', code, this.stopCause ?? outcome.detail);
       }
@@ -245,6 +284,7 @@ class RunSession {
         return say('stopped', outcome.exitCode ?? 2, outcome.detail);
       case 'crash':
         return say('stopped', 1, `guest crashed: ${outcome.detail}`);
+      case 'user-reset': // handled inside the worker; never reported
       case 'internal-error':
         return say('stopped', 1, `the ${this.backend} backend failed: ${outcome.detail}`);
     }

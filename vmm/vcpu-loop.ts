@@ -3,17 +3,29 @@
 // port-I/O exit and checks for requests from the main thread with one atomic load.
 import { ExitReason, ExitReasonName, type Vcpu } from '../hypervisors/backend.ts';
 import type { IoBus } from './io-bus.ts';
+import { DEVICE_WINDOW } from './memory-map.ts';
+import { dispatchToPlugins } from './regions/dispatch.ts';
+import { PIO_SLOT_BASE } from './regions/plugin-manager.ts';
 import { Control, type Outcome } from './worker-protocol.ts';
 
 export interface LoopHooks {
   /** Int32 view of MachineSpec.control. */
   control: Int32Array;
+  /** Pulse the interrupt lines device plugins raised (backends without irqfd). */
+  takeInterrupts(): void;
   /** Feed queued console input to the devices. */
   takeInput(): void;
   /** Set by devices that reset the platform (the i8042 reset line). */
   resetRequested(): boolean;
 }
 
+const DEVICE_WINDOW_END = DEVICE_WINDOW.start + DEVICE_WINDOW.size;
+
+/**
+ * Accesses to device-plugin regions (the device MMIO window, the plugin port range) go to the
+ * plugins first: on KVM the addon completes nearly all of them natively and only string I/O
+ * gets here; on the interpreter every one does. Everything else is an in-process device's.
+ */
 export function runVcpu(vcpu: Vcpu, bus: IoBus, hooks: LoopHooks): Outcome {
   const exit = vcpu.exit;
   if (Atomics.load(hooks.control, Control.requests) & Control.stop) return { kind: 'stopped', detail: 'stop requested' };
@@ -22,6 +34,7 @@ export function runVcpu(vcpu: Vcpu, bus: IoBus, hooks: LoopHooks): Outcome {
     switch (reason) {
       case ExitReason.Io: {
         const { address: port, size, count, data } = exit;
+        if (port >= PIO_SLOT_BASE && dispatchToPlugins(exit, true)) break;
         if (exit.write) {
           for (let i = 0; i < count; i++) bus.pioWrite(port, size, readLE(data, i * size, size));
         } else {
@@ -32,6 +45,7 @@ export function runVcpu(vcpu: Vcpu, bus: IoBus, hooks: LoopHooks): Outcome {
       }
       case ExitReason.Mmio: {
         const { address, size, data } = exit;
+        if (address >= DEVICE_WINDOW.start && address < DEVICE_WINDOW_END && dispatchToPlugins(exit, false)) break;
         if (exit.write) {
           bus.mmioWrite(address, size, readLE64(data, size));
         } else {
@@ -60,7 +74,11 @@ export function runVcpu(vcpu: Vcpu, bus: IoBus, hooks: LoopHooks): Outcome {
       if (requests & Control.stop) return { kind: 'stopped', detail: 'stop requested' };
       if (requests & Control.reset) {
         Atomics.and(hooks.control, Control.requests, ~Control.reset);
-        return { kind: 'reset', detail: 'reset requested' };
+        return { kind: 'user-reset', detail: 'reset requested' };
+      }
+      if (requests & Control.irq) {
+        Atomics.and(hooks.control, Control.requests, ~Control.irq);
+        hooks.takeInterrupts();
       }
       if (requests & Control.input) {
         Atomics.and(hooks.control, Control.requests, ~Control.input);

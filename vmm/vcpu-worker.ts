@@ -3,30 +3,48 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { openBackend } from '../hypervisors/open.ts';
 import { isExitCodeError } from './errors.ts';
-import { buildMachine } from './machine.ts';
+import { buildMachine, type Machine } from './machine.ts';
+import { IrqMailbox } from './regions/irq-mailbox.ts';
 import { runVcpu } from './vcpu-loop.ts';
-import type { MachineSpec, Outcome, WorkerMessage } from './worker-protocol.ts';
+import { Control, type MachineSpec, type Outcome, type WorkerMessage } from './worker-protocol.ts';
 
 const spec = (workerData as { data: MachineSpec }).data;
 const port = parentPort!;
 const post = (m: WorkerMessage) => port.postMessage(m);
+const control = new Int32Array(spec.control);
 
 async function main(): Promise<Outcome> {
   const hv = await openBackend(spec.backend, { kvmDevice: spec.kvmDevice, nativeKernelMode: spec.nativeKernelMode });
-  let machine;
+  let machine: Machine;
   try {
     machine = buildMachine(hv, spec);
   } catch (e) {
     if (isExitCodeError(e)) return { kind: 'load-error', detail: e.message, exitCode: e.exitCode };
     throw e;
   }
-  post({ type: 'started', kick: machine.vcpu.kickToken(), boot: machine.boot });
   try {
-    return runVcpu(machine.vcpu, machine.bus, {
-      control: new Int32Array(spec.control),
-      takeInput: machine.takeInput,
-      resetRequested: machine.resetRequested,
+    post({
+      type: 'started',
+      kick: machine.vcpu.kickToken(),
+      boot: machine.boot,
+      ram: machine.vm.ram.map((r) => ({ fd: r.fd, guestPhys: r.guestPhys, size: r.size })),
+      vmFd: (machine.vm as { fd?: number }).fd,
     });
+    // Device plugins attach to the VM now; the guest must not probe them before they answer.
+    Atomics.wait(control, Control.start, Control.startWait);
+    if (Atomics.load(control, Control.start) === Control.startAbort) return { kind: 'stopped', detail: 'device plugins failed to start' };
+    const mailbox = new IrqMailbox(spec.irqMailbox);
+    const hooks = {
+      control,
+      takeInput: () => machine.takeInput(),
+      takeInterrupts: () => void mailbox.take((gsi, level) => machine.vm.setIrqLine(gsi, level)),
+      resetRequested: () => machine.resetRequested(),
+    };
+    for (;;) {
+      const outcome = runVcpu(machine.vcpu, machine.bus, hooks);
+      if (outcome.kind !== 'user-reset') return outcome;
+      machine.reset();
+    }
   } finally {
     machine.destroy();
   }

@@ -22,6 +22,8 @@ export interface MachineSpec {
   serialIn: SharedArrayBuffer;
   /** Int32 words, see Control. */
   control: SharedArrayBuffer;
+  /** IrqMailbox: interrupts of device plugins on backends without irqfd. */
+  irqMailbox: SharedArrayBuffer;
 }
 
 /** Words of MachineSpec.control. The main thread sets a request bit, then kicks the vCPU. */
@@ -33,6 +35,13 @@ export const Control = {
   input: 4,
   /** Is the guest halted for good (powered off)? Asked periodically on backends whose HLT never exits. */
   haltCheck: 8,
+  /** Device plugins raised interrupts (MachineSpec.irqMailbox). */
+  irq: 16,
+  /** Word index: the main thread's go-ahead once device plugins are ready. */
+  start: 1,
+  startWait: 0,
+  startRun: 1,
+  startAbort: 2,
   words: 4,
 } as const;
 
@@ -40,6 +49,7 @@ export type OutcomeKind =
   | 'poweroff' // the guest halted for good (HLT with interrupts off, or a power-off event)
   | 'reset' // the guest reset itself (triple fault, i8042 reset line, reset event)
   | 'stopped' // the VMM was asked to stop (signal, Ctrl-A x, web power-off)
+  | 'user-reset' // the user asked for a reset: handled inside the worker, never reported
   | 'crash' // the guest reported a crash (KVM_SYSTEM_EVENT_CRASH)
   | 'internal-error' // the backend could not go on
   | 'load-error'; // the kernel could not be loaded (bad file, does not fit)
@@ -52,5 +62,13 @@ export interface Outcome {
 }
 
 export type WorkerMessage =
-  | { type: 'started'; kick: KickToken; boot: string }
+  | {
+    type: 'started';
+    kick: KickToken;
+    boot: string;
+    /** Guest RAM memfds, for device plugins (fd numbers are process-wide). */
+    ram: { fd: number; guestPhys: number; size: number }[];
+    /** The KVM VM fd, for KVM_IOEVENTFD/KVM_IRQFD from the main thread; absent on the interpreter. */
+    vmFd: number | undefined;
+  }
   | { type: 'stopped'; outcome: Outcome };

@@ -66,7 +66,8 @@ function measure({ workload, loop, iterations, imagePath }: BenchRequest): Bench
       doorbell = addon.eventfdCreate(0, true);
       guest.vm.assignIoeventfd({ address: DOORBELL_PORT, length: 1, pio: true, fd: doorbell });
     }
-    const hooks = { control, takeInput() {}, resetRequested: () => false };
+    const hooks = { control, takeInput() {}, takeInterrupts: () => {},
+    resetRequested: () => false };
 
     const t0 = performance.now();
     const outcome = loop === 'vmm' ? runVcpu(guest.vcpu, bus, hooks) : { kind: runBare(guest.vcpu, counter), detail: '' };

@@ -109,6 +109,10 @@ export class InterpVm implements Vm {
   deassignIoeventfd(_spec: IoeventfdSpec): void { throw new Error('interpreter backend: ioeventfd is not supported'); }
   assignIrqfd(_fd: number, _gsi: number): void { throw new Error('interpreter backend: irqfd is not supported (capabilities.irqfd is false)'); }
   deassignIrqfd(_fd: number, _gsi: number): void { throw new Error('interpreter backend: irqfd is not supported'); }
+  invalidateCodeCaches(): void {
+    for (const v of this.vcpus) v.invalidateCode();
+  }
+
   destroy(): void {
     this.vcpus.length = 0;
     // The mapping lives on with `memory` until it is collected; the fd is not needed by us.

@@ -192,6 +192,9 @@ export class KvmVm implements Vm {
     this.addon.irqfd(this.fd, fd, gsi, IRQFD_FLAG_DEASSIGN);
   }
 
+  /** KVM executes guest memory as it is: there is no cache of decoded code to drop. */
+  invalidateCodeCaches(): void {}
+
   destroy(): void {
     if (this.destroyed) return;
     this.destroyed = true;
