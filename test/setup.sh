@@ -14,7 +14,8 @@ if ((${#missing[@]})); then
   if [[ $(id -u) -eq 0 ]]; then
     echo "setup: installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q
+    # A mirror caught mid-sync makes apt-get update report errors while the packages still install.
+    apt-get update -q || echo "setup: apt-get update reported errors; trying the install anyway"
     apt-get install -y -q --no-install-recommends "${missing[@]}"
   else
     echo "setup: these Debian packages are missing: ${missing[*]}" >&2
