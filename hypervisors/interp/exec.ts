@@ -207,15 +207,22 @@ export class Executor {
       prev = blk.key === -1 ? null : blk;
 
       const ins = blk.insns, n = ins.length;
-      c.base = eip;
-      c.eip = (eip + blk.endOff) | 0;
+      const end = (eip + blk.endOff) | 0;
       let k = 0;
       try {
-        for (; k < n; k++) {
-          const i = ins[k];
-          i.fn(c, i);
-          if (c.stop !== 0) break;
-        }
+        // A block that branches back to its own start (a tight loop) runs again right here,
+        // skipping the block lookup, for as long as no kick/timer poll or interrupt is due.
+        do {
+          c.base = eip;
+          c.eip = end;
+          for (k = 0; k < n; k++) {
+            const i = ins[k];
+            i.fn(c, i);
+            if (c.stop !== 0) break;
+          }
+          if (c.stop !== 0 || c.eip !== eip) break;
+          c.icount += n;
+        } while (++poll < 256 && !this.intr);
       } catch (e) {
         c.icount += k;
         c.stop = 0;
@@ -232,7 +239,7 @@ export class Executor {
         }
         throw e;
       }
-      if (c.stop === 0) { c.icount += n; continue; }
+      if (c.stop === 0) { if (c.eip !== eip) c.icount += n; continue; }
       c.icount += k + 1;
       if (c.stop === STOP_AFTER && k < n - 1) c.eip = (eip + ins[k].nextOff) | 0;
       c.stop = 0;
