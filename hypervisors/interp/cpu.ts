@@ -13,7 +13,7 @@
 
 import {
   ARITH, AF, CC_ADC, CC_ADD, CC_DEC, CC_INC, CC_LOGIC, CC_SBB, CC_SUB, CF, CR0_PG, CR0_WP, CR4_PSE, OF, PARITY,
-  PF, PFV, SF, ZF, ZERO_REG,
+  PF, PFV, SF, ZF,
 } from './state.ts';
 
 /** Thrown (as this one object) when an instruction faults; cpu.excVector/excError say which. */
@@ -625,4 +625,3 @@ export class Cpu {
   }
 }
 
-void ZERO_REG;

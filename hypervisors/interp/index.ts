@@ -20,7 +20,6 @@ import { Cpu, EXIT_IO, EXIT_MMIO } from './cpu.ts';
 import { Executor, type InterruptSource } from './exec.ts';
 import { InterpPlatform, TSC_KHZ } from './platform.ts';
 import { setSegCache } from './protmode.ts';
-import { SEG_NAMES } from './state.ts';
 
 export { Cpu } from './cpu.ts';
 export { Executor } from './exec.ts';
@@ -207,7 +206,6 @@ export class InterpVcpu implements Vcpu {
     c.efer = Number(s.efer & 0xffffffffn);
     c.setCpl(s.ss.dpl & 3);
     c.flushTlb();
-    void SEG_NAMES;
   }
 
   setCpuid(entries: readonly CpuidEntry[]): void {

@@ -6,7 +6,7 @@ import { CS, SS, CR0_EM, CR0_MP, CR0_PE, CR0_PG, CR0_TS, CR4_PSE, IF, NM, UD } f
 import { type Cpu, EXIT_HLT, EXIT_IO, STOP_AFTER, STOP_EIP_SET } from './cpu.ts';
 import { ea, type Insn } from './insn.ts';
 import { farReturn, farTransfer, flagMask, interrupt, ioAllowed, iret, loadLdt, loadSeg, loadTr, probeDescriptor, probeValue, writeFlags } from './protmode.ts';
-import { CF, ZF } from './state.ts';
+import { ZF } from './state.ts';
 
 function next(c: Cpu, i: Insn): number { return (c.base + i.nextOff) | 0; }
 function priv(c: Cpu): void { if (c.cpl !== 0) c.gp(0); }
@@ -295,4 +295,4 @@ export function arpl(c: Cpu, i: Insn): void {
   } else c.eflags &= ~ZF;
 }
 /** SALC (D6, undocumented): AL = CF ? 0xFF : 0. */
-export function salc(c: Cpu): void { c.r8[0] = c.getCF() !== 0 ? 0xff : 0; void CF; }
+export function salc(c: Cpu): void { c.r8[0] = c.getCF() !== 0 ? 0xff : 0; }

@@ -5,7 +5,7 @@
 // instruction bytes and stores the final state into its result record.
 
 import { formOf } from '../../hypervisors/interp/decode.ts';
-import { CODE, CTRL, DATA, DATA_SIZE, PAGE_NP, PAGE_RO, PAGE_SUP, REC, RESULTS } from './guest.ts';
+import { CTRL, DATA, DATA_SIZE, PAGE_NP, PAGE_RO, PAGE_SUP, REC, RESULTS } from './guest.ts';
 
 export const CF = 1, PF = 4, AF = 0x10, ZF = 0x40, SF = 0x80, OF = 0x800;
 const ARITH = CF | PF | AF | ZF | SF | OF;
@@ -139,12 +139,25 @@ interface Ctx {
   /** Registers whose values are fixed by constraints. */
   fixed: Map<number, number>;
   c: Case;
+  // Per-family encoding choices made while constraining the case.
+  /** Register form: the ModRM.rm register must be this one (divisor, selector source). */
+  rmReg?: number;
+  /** Memory form: the operand's initial value (divisor). */
+  divMem?: number;
+  /** CMPXCHG(8B): make the comparison succeed. */
+  cmpEqual?: boolean;
+  /** Far JMP/CALL ptr16:32 with the case's label as target. */
+  far?: boolean;
+  /** Indirect JMP through a register (jmpReg) or memory (jmpMem), far through memory (farMem). */
+  jmpReg?: boolean;
+  jmpMem?: boolean;
+  farMem?: boolean;
 }
 
 function dataBase(k: number): number { return DATA + k * DATA_SIZE; }
 
 /** Encode a memory ModRM (+SIB/disp) addressing `target`, honouring fixed registers. */
-function memOperand(x: Ctx, regField: number, target: number, size: number): number[] {
+function memOperand(x: Ctx, regField: number, target: number): number[] {
   const { rng, fixed } = x;
   const free = (r: number): boolean => !fixed.has(r) && r !== 4;
   const rnd = (): number => { for (;;) { const r = rng.int(8); if (free(r)) return r; } };
@@ -185,7 +198,6 @@ function memOperand(x: Ctx, regField: number, target: number, size: number): num
     fixed.set(r, (target - d) | 0);
     return [0x80 | (regField << 3) | r, ...le(d)];
   }
-  void size;
   return [0x04 | (regField << 3), 0x25, ...le(target)];
 }
 
@@ -271,8 +283,8 @@ export function makeCase(key: string, k: number, rng: Rng): Case | null {
       // Mostly divisions that do not overflow.
       const d = (rng.u32() | 0x10000) >>> 0;
       x.fixed.set(2, rng.int(op === 0xf6 ? 0 : 0x100));
-      if (shape.modrm === 'r') { const r = rng.pick([1, 3, 5, 6, 7]); x.fixed.set(r, d); (x as { divReg?: number }).divReg = r; }
-      else (x as { divMem?: number }).divMem = d;
+      if (shape.modrm === 'r') { const r = rng.pick([1, 3, 5, 6, 7]); x.fixed.set(r, d); x.rmReg = r; }
+      else x.divMem = d;
     }
   }
   if ([0x0fa3, 0x0fab, 0x0fb3, 0x0fbb, 0x0fba].includes(op)) c.undef |= OF | SF | AF | PF;
@@ -304,7 +316,7 @@ export function makeCase(key: string, k: number, rng: Rng): Case | null {
   if (op === 0xc8) { imm = [...le(rng.int(24)).slice(0, 2), rng.int(4)]; x.fixed.set(5, base + 64 + rng.int(40)); }
   if (op === 0x61) c.esp = base + 72;
   if (op === 0x0fc7 || op === 0x0fb0 || op === 0x0fb1) {
-    if (rng.chance(0.5)) (x as { cmpEqual?: boolean }).cmpEqual = true;
+    if (rng.chance(0.5)) x.cmpEqual = true;
   }
 
   // Segment loads: selectors from a list with good and faulting ones.
@@ -312,7 +324,7 @@ export function makeCase(key: string, k: number, rng: Rng): Case | null {
   let memData: number[] | null = null;
   if (op === 0x8e && g !== 1) {
     const sel = selFor(g) === 0x1033 ? 0x4b : selFor(g);
-    if (shape.modrm === 'r') { const r = rng.pick([0, 1, 2, 3, 5, 6, 7]); regField = g; x.fixed.set(r, (rng.u32() & 0xffff0000) | sel); (x as { segReg?: number }).segReg = r; }
+    if (shape.modrm === 'r') { const r = rng.pick([0, 1, 2, 3, 5, 6, 7]); regField = g; x.fixed.set(r, (rng.u32() & 0xffff0000) | sel); x.rmReg = r; }
     else memData = le(sel).slice(0, 2);
   }
   if ([0x07, 0x17, 0x1f, 0x0fa1, 0x0fa9].includes(op)) {
@@ -332,7 +344,7 @@ export function makeCase(key: string, k: number, rng: Rng): Case | null {
   if (op === 0x0f02 || op === 0x0f03 || (op === 0x0f00 && g >= 4) || op === 0x63) {
     // Descriptor probes and ARPL: selectors of every kind (code, data, TSS, not present, beyond the GDT, RPLs).
     const sel = rng.pick([0, 3, 0x08, 0x0b, 0x10, 0x13, 0x1b, 0x23, 0x2b, 0x33, 0x38, 0x3b, 0x43, 0x50, 0x53, 0x58, 0x60, 0x63, 0x68, 0x4b, 0x1000]) | (op === 0x63 ? rng.int(4) : 0);
-    if (shape.modrm === 'r') { const r = rng.pick([0, 1, 2, 3, 5, 6, 7]); x.fixed.set(r, (rng.u32() & 0xffff0000) | sel); (x as { segReg?: number }).segReg = r; }
+    if (shape.modrm === 'r') { const r = rng.pick([0, 1, 2, 3, 5, 6, 7]); x.fixed.set(r, (rng.u32() & 0xffff0000) | sel); x.rmReg = r; }
     else memData = le(sel).slice(0, 2);
   }
   if (op === 0x9d) {
@@ -363,34 +375,30 @@ export function makeCase(key: string, k: number, rng: Rng): Case | null {
     const fl = (rng.u32() & (ARITH | 0x400)) | 2;
     c.pre.push(`pushl $${fl}`, 'pushl $0x1b', `pushl $${label}`); c.esp -= 12; c.post = MARK;
   }
-  if (op === 0x9a || op === 0xea) { (x as { far?: boolean }).far = true; c.post = MARK; }
+  if (op === 0x9a || op === 0xea) { x.far = true; c.post = MARK; }
   if (op === 0xff && (g === 2 || g === 4)) {
     c.post = MARK;
-    if (shape.modrm === 'r') (x as { jmpReg?: boolean }).jmpReg = true;
-    else (x as { jmpMem?: boolean }).jmpMem = true;
+    if (shape.modrm === 'r') x.jmpReg = true;
+    else x.jmpMem = true;
   }
-  if (op === 0xff && (g === 3 || g === 5)) { c.post = MARK; (x as { farMem?: boolean }).farMem = true; }
+  if (op === 0xff && (g === 3 || g === 5)) { c.post = MARK; x.farMem = true; }
   if (op === 0xce && rng.chance(0.5)) c.flags |= OF;
   if (op === 0x62) memData = (() => { const lo = rng.int(100) - 50, hi = lo + rng.int(100); return o16 ? [...le(lo).slice(0, 2), ...le(hi).slice(0, 2)] : [...le(lo), ...le(hi)]; })();
   if (op === 0x62) x.fixed.set(regField, rng.int(200) - 100);
 
   // ---- encode
   let modrmBytes: number[] = [];
+  let jmpRegNo: number | undefined;
   if (shape.modrm === 'r') {
     let rm = rng.int(8);
-    const divReg = (x as { divReg?: number }).divReg;
-    if (divReg !== undefined) rm = divReg;
-    const segReg = (x as { segReg?: number }).segReg;
-    if (segReg !== undefined) rm = segReg;
-    if ((x as { jmpReg?: boolean }).jmpReg) { rm = rng.pick([0, 1, 2, 3, 6, 7]); x.fixed.set(rm, -1); (x as { jmpRegNo?: number }).jmpRegNo = rm; }
+    if (x.rmReg !== undefined) rm = x.rmReg;
+    if (x.jmpReg) { rm = rng.pick([0, 1, 2, 3, 6, 7]); x.fixed.set(rm, -1); jmpRegNo = rm; }
     if (op === 0x0fc8 || (op >= 0x0fc8 && op <= 0x0fcf)) rm = op & 7;
     modrmBytes = [0xc0 | (regField << 3) | rm];
   } else if (shape.modrm === 'm') {
-    const width = 8;
-    void width;
-    modrmBytes = memOperand(x, regField, memTarget, osz);
+    modrmBytes = memOperand(x, regField, memTarget);
   }
-  if ((x as { far?: boolean }).far) { imm = []; (x as { farImm?: boolean }).farImm = true; }
+  if (x.far) imm = [];
 
   if (op >= 0xa0 && op <= 0xa3) imm = le(memTarget);
   c.bytes = [...shape.pre, ...shape.op, ...modrmBytes, ...imm];
@@ -398,11 +406,10 @@ export function makeCase(key: string, k: number, rng: Rng): Case | null {
   const asmBytes = `.byte ${c.bytes.join(',')}`;
   // Instructions whose bytes need a label (far direct) are emitted as assembly.
   let insnAsm = asmBytes;
-  if ((x as { farImm?: boolean }).farImm) {
+  if (x.far) {
     insnAsm = `.byte ${[...shape.pre, ...shape.op].join(',')}\n .long ${label}\n .word 0x1b`;
     c.bytes = [...shape.pre, ...shape.op, 0, 0, 0, 0, 0x1b, 0];
   }
-  const jmpRegNo = (x as { jmpRegNo?: number }).jmpRegNo;
   const setups: string[] = [];
   if (jmpRegNo !== undefined) {
     (c as Case & { late?: string }).late = `mov $${label}, %${REG_NAMES[jmpRegNo]}`;
@@ -413,16 +420,16 @@ export function makeCase(key: string, k: number, rng: Rng): Case | null {
     bytes.forEach((b, n) => setups.push(`movb $${b}, %ss:${memTarget + n}`));
   };
   if (memData !== null && shape.modrm === 'm') memSetup(memData);
-  if ((x as { divMem?: number }).divMem !== undefined) memSetup(le((x as { divMem?: number }).divMem!));
-  if ((x as { jmpMem?: boolean }).jmpMem) setups.push(`movl $${label}, %ss:${memTarget}`);
-  if ((x as { farMem?: boolean }).farMem) setups.push(`movl $${label}, %ss:${memTarget}`, `movw $0x1b, %ss:${memTarget + 4}`);
+  if (x.divMem !== undefined) memSetup(le(x.divMem));
+  if (x.jmpMem) setups.push(`movl $${label}, %ss:${memTarget}`);
+  if (x.farMem) setups.push(`movl $${label}, %ss:${memTarget}`, `movw $0x1b, %ss:${memTarget + 4}`);
   (c as Case & { setups?: string[]; insnAsm?: string }).setups = setups;
   (c as Case & { insnAsm?: string }).insnAsm = insnAsm;
 
   for (const [r, v] of x.fixed) if (r !== 4) c.regs[r] = v | 0;
   if (x.fixed.has(4)) c.esp = x.fixed.get(4)!;
   // CMPXCHG/CMPXCHG8B: half the time make the comparison succeed.
-  if ((x as { cmpEqual?: boolean }).cmpEqual && shape.modrm === 'm') {
+  if (x.cmpEqual && shape.modrm === 'm') {
     setups.push(`movl $${c.regs[0]! >>> 0}, %ss:${memTarget}`);
     if (op === 0x0fc7) setups.push(`movl $${c.regs[2]! >>> 0}, %ss:${memTarget + 4}`);
   }
@@ -513,6 +520,5 @@ export function programFor(cases: readonly Case[], long: boolean): string {
       ` mov %ds, %ss:${rec + 56}`, ` mov %es, %ss:${rec + 58}`, ` mov %fs, %ss:${rec + 60}`, ` mov %gs, %ss:${rec + 62}`);
   });
   lines.push(`c${cases.length}:`, ` movl $${cases.length}, %ss:${CTRL}`, ' int $0x81');
-  void CODE;
   return lines.join('\n');
 }
