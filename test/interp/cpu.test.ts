@@ -3,7 +3,7 @@
 // run CPL0 code natively): expectations written from the Intel SDM.
 import { describe, expect, test } from 'vitest';
 import { ExitReason, type Vcpu } from '../../hypervisors/backend.ts';
-import { openInterp, type InterpVcpu } from '../../hypervisors/interp/index.ts';
+import { defaultCpuid, openInterp, type InterpVcpu } from '../../hypervisors/interp/index.ts';
 import { kick } from '../../hypervisors/kick.ts';
 import { assemble, haveAssembler } from './asm.ts';
 import { CODE, CTRL, EXIT_PORT, type Machine, makeMachine, enterCpl3, PAGE_RO, RESULTS } from './guest.ts';
@@ -211,6 +211,28 @@ describe.skipIf(skip)('interpreter (SDM expectations)', () => {
     const t = cpl0('ud2');
     t.vcpu.setSregs({ ...t.vcpu.getSregs(), idt: { base: 0n, limit: 0 } });
     expect(t.vcpu.run()).toBe(ExitReason.Shutdown);
+  });
+
+  test('CPUID reports the default CPU (no FPU, TSC, CX8, CMOV, PSE); RDTSC advances', () => {
+    const m = cpl0(`
+      mov $1, %eax
+      cpuid
+      mov %edx, %esi
+      xor %eax, %eax
+      cpuid
+      rdtsc
+      mov %eax, %edi
+      mov $100, %ecx
+1:    loop 1b
+      rdtsc
+      sub %edi, %eax
+      out %al, $0xe1`);
+    expect(m.vcpu.run()).toBe(ExitReason.Io);
+    const leaf1 = defaultCpuid().find((e) => e.function === 1)!;
+    expect(reg(m.vcpu, 'rsi')).toBe(leaf1.edx);
+    expect(reg(m.vcpu, 'rsi') & 1).toBe(0); // no FPU: the kernel emulates it
+    expect(reg(m.vcpu, 'rbx')).toBe(0x756e6547); // "Genu"
+    expect(reg(m.vcpu, 'rax')).toBeGreaterThan(0);
   });
 
   test('the instruction count advances (used for deterministic time and MIPS)', () => {
