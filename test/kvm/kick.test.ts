@@ -111,8 +111,10 @@ describe.skipIf(skip)('kicking a vCPU', () => {
 
   test('a worker that exits without destroying its vCPU leaves no dead thread to signal', async () => {
     worker = startTsWorker(new URL('./abandon-worker.ts', import.meta.url));
+    // Listen for the exit before awaiting the message: the worker exits right after posting it.
+    const exited = new Promise((resolve) => worker!.once('exit', resolve));
     const token = await new Promise<KickToken>((resolve, reject) => { worker!.once('message', resolve); worker!.once('error', reject); });
-    await new Promise((resolve) => worker!.once('exit', resolve));
+    await exited;
     worker = undefined;
     // The worker's environment teardown released the slot: this kick finds nothing to signal
     // (signalling the exited thread would be undefined behaviour).
