@@ -8,7 +8,13 @@
 //   - HLT with IF=1 parks the vCPU thread until the PIT's next deadline or a kick (Atomics.wait
 //     on the kick word), so an idle guest costs no host CPU. HLT with IF=0 still leaves run()
 //     with ExitReason.Hlt: that is how an ACPI-less guest powers off.
-//   - Time: real time (RealTimeClock) by default; with `deterministic`, time is derived from
+//   - Idle ticks are batched: a guest kernel with a periodic tick (HZ=250) would otherwise wake
+//     the host 250 times a second, and on a shared host each wake-up from a sleep costs far more
+//     than the tick's guest code. So a halted CPU sleeps until IDLE_BATCH_NS past its next timer
+//     deadline and then takes the due ticks back to back, each at its exact guest time: guest
+//     time lags real time by at most IDLE_BATCH_NS while idle, and catches up as the ticks are
+//     taken. A kick (console input) ends the sleep at once, so input sees no added latency.
+//   - Time: real time (LaggingRealTimeClock) by default; with `deterministic`, time is derived from
 //     the instruction count (InstructionClock) and a halted CPU jumps straight to the next timer
 //     deadline, so two boots of the same guest see the same time at the same instruction. The
 //     host still sleeps while guest time is ahead of real time, so an idle deterministic guest
@@ -31,6 +37,26 @@ export const DETERMINISTIC_NS_PER_INSN = 10;
 
 /** The TSC frequency the interpreter presents: one tick per guest nanosecond. */
 export const TSC_KHZ = 1_000_000;
+
+/** How far guest time may fall behind (or, deterministic, run ahead of) real time while idle. */
+export const IDLE_BATCH_NS = 16_000_000;
+
+/**
+ * Real time minus a lag, for the idle-tick batching described above. The lag only changes
+ * while the CPU is halted (nothing reads the clock then), and guest time never goes backwards.
+ */
+export class LaggingRealTimeClock implements GuestClock {
+  private readonly originMs = performance.now();
+  private lagNs = 0;
+
+  realNs(): number { return Math.floor((performance.now() - this.originMs) * 1e6); }
+  nowNs(): number { return this.realNs() - this.lagNs; }
+
+  /** Make guest time read `guestNs` now (a halted CPU's clock moving to its next deadline). */
+  setNow(guestNs: number, realNs: number): void {
+    if (guestNs <= realNs && guestNs >= realNs - this.lagNs) this.lagNs = realNs - guestNs;
+  }
+}
 
 /**
  * Kernel command-line words a Linux guest needs on this platform. `tsc=reliable`: the TSC is the
@@ -66,7 +92,7 @@ export class InterpPlatform {
     this.deterministic = options.deterministic;
     this.clock = options.deterministic
       ? new InstructionClock(() => (this.cpu === null ? 0 : this.cpu.icount), DETERMINISTIC_NS_PER_INSN)
-      : new RealTimeClock();
+      : new LaggingRealTimeClock();
     this.pic = new PicPair({ onIntr: (level) => { if (this.executor !== null) this.executor.intr = level; } });
     this.pit = new Pit8254({ clock: this.clock, irq: this.pic.irqLine(0) });
     for (const r of PicPair.portRanges) this.map(this.pic, r.port, r.count);
@@ -120,16 +146,25 @@ export class InterpPlatform {
     if (this.deterministic && deadline !== Infinity) {
       // Guest time jumps over the idle period at once; the host then sleeps off any lead the
       // guest clock has over real time (woken early by a kick, which the executor then sees).
+      // Sleeping only once the lead exceeds IDLE_BATCH_NS batches idle ticks, as below.
       (this.clock as InstructionClock).skipTo(deadline);
-      const leadMs = (deadline - this.wall.nowNs()) / 1e6;
-      if (leadMs > 0) Atomics.wait(control, 0, 0, leadMs);
+      const leadNs = deadline - this.wall.nowNs();
+      if (leadNs > IDLE_BATCH_NS) Atomics.wait(control, 0, 0, leadNs / 1e6);
       return;
     }
     if (deadline === Infinity) {
       Atomics.wait(control, 0, 0);
       return;
     }
-    const ms = (deadline - this.clock.nowNs()) / 1e6;
-    if (ms > 0) Atomics.wait(control, 0, 0, ms);
+    const clock = this.clock as LaggingRealTimeClock;
+    let real = clock.realNs();
+    if (deadline > real) {
+      // Not yet due in real time: sleep past it by the batch window (or until a kick).
+      Atomics.wait(control, 0, 0, (deadline + IDLE_BATCH_NS - real) / 1e6);
+      real = clock.realNs();
+    }
+    // Move guest time to the deadline if real time has reached it (or to no further than that
+    // if a kick ended the sleep early); the executor's poll then delivers the tick.
+    clock.setNow(Math.min(deadline, real), real);
   }
 }
