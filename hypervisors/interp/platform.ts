@@ -14,6 +14,8 @@
 //     deadline and then takes the due ticks back to back, each at its exact guest time: guest
 //     time lags real time by at most IDLE_BATCH_NS while idle, and catches up as the ticks are
 //     taken. A kick (console input) ends the sleep at once, so input sees no added latency.
+//     Batching starts only once the guest has done nothing but take ticks for a while
+//     (IDLE_TICKS_BEFORE_BATCHING), so the short timer waits of a booting kernel are not delayed.
 //   - Time: real time (LaggingRealTimeClock) by default; with `deterministic`, time is derived from
 //     the instruction count (InstructionClock) and a halted CPU jumps straight to the next timer
 //     deadline, so two boots of the same guest see the same time at the same instruction. The
@@ -40,6 +42,10 @@ export const TSC_KHZ = 1_000_000;
 
 /** How far guest time may fall behind (or, deterministic, run ahead of) real time while idle. */
 export const IDLE_BATCH_NS = 16_000_000;
+/** Consecutive idle ticks (halts with little work in between: about 100 ms) before batching. */
+const IDLE_TICKS_BEFORE_BATCHING = 25;
+/** At most this many instructions between two halts still count as an idle tick. */
+const IDLE_TICK_INSNS = 20_000;
 
 /**
  * Real time minus a lag, for the idle-tick batching described above. The lag only changes
@@ -87,6 +93,9 @@ export class InterpPlatform {
   private cpu: Cpu | null = null;
   private executor: Executor | null = null;
   private control: Int32Array | null = null;
+  /** Consecutive halts with at most IDLE_TICK_INSNS instructions between them. */
+  private idleTicks = 0;
+  private icountAtPark = 0;
 
   constructor(options: PlatformOptions) {
     this.deterministic = options.deterministic;
@@ -143,24 +152,29 @@ export class InterpPlatform {
   private park(): void {
     const deadline = this.pit.nextDeadlineNs();
     const control = this.control!;
+    const icount = this.cpu!.icount;
+    this.idleTicks = icount - this.icountAtPark <= IDLE_TICK_INSNS ? this.idleTicks + 1 : 0;
+    this.icountAtPark = icount;
+    const batchNs = this.idleTicks >= IDLE_TICKS_BEFORE_BATCHING ? IDLE_BATCH_NS : 0;
     if (this.deterministic && deadline !== Infinity) {
       // Guest time jumps over the idle period at once; the host then sleeps off any lead the
       // guest clock has over real time (woken early by a kick, which the executor then sees).
       // Sleeping only once the lead exceeds IDLE_BATCH_NS batches idle ticks, as below.
       (this.clock as InstructionClock).skipTo(deadline);
       const leadNs = deadline - this.wall.nowNs();
-      if (leadNs > IDLE_BATCH_NS) Atomics.wait(control, 0, 0, leadNs / 1e6);
+      if (leadNs > batchNs) Atomics.wait(control, 0, 0, leadNs / 1e6);
       return;
     }
     if (deadline === Infinity) {
       Atomics.wait(control, 0, 0);
+      this.idleTicks = 0;
       return;
     }
     const clock = this.clock as LaggingRealTimeClock;
     let real = clock.realNs();
     if (deadline > real) {
       // Not yet due in real time: sleep past it by the batch window (or until a kick).
-      Atomics.wait(control, 0, 0, (deadline + IDLE_BATCH_NS - real) / 1e6);
+      if (Atomics.wait(control, 0, 0, (deadline + batchNs - real) / 1e6) !== 'timed-out') this.idleTicks = 0;
       real = clock.realNs();
     }
     // Move guest time to the deadline if real time has reached it (or to no further than that
