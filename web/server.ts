@@ -82,8 +82,14 @@ export const DEFAULTS = {
   closeGraceMs: 2000,
 } as const;
 
-/** Output is sent once per event-loop turn, or sooner when this much has accumulated. */
+/** Output is sent at once when this much has accumulated. */
 const FLUSH_BYTES = 64 << 10;
+/**
+ * Otherwise at most one frame per console per this interval: a console that has been quiet is
+ * flushed on the next event-loop turn (no delay for a keystroke's echo), while a guest trickling
+ * bytes one by one is coalesced instead of costing every viewer a frame per byte.
+ */
+const FLUSH_INTERVAL_MS = 4;
 /** Scrollback replay is sent in frames of this size so no single frame is huge. */
 const REPLAY_FRAME_BYTES = 256 << 10;
 
@@ -100,6 +106,7 @@ class ConsoleStream {
   /** Output up to this absolute position has been handed to viewers. */
   flushed = 0;
   flushScheduled = false;
+  lastFlushAt = -Infinity;
   constructor(readonly name: ConsoleName, capacity: number) {
     this.scrollback = new Scrollback(capacity);
   }
@@ -153,6 +160,7 @@ export async function startWebConsole(options: WebConsoleOptions): Promise<WebCo
 
   function flush(s: ConsoleStream): void {
     s.flushScheduled = false;
+    s.lastFlushAt = performance.now();
     const end = s.scrollback.total;
     const start = Math.max(s.flushed, s.scrollback.start);
     if (start >= end) return;
@@ -178,7 +186,9 @@ export async function startWebConsole(options: WebConsoleOptions): Promise<WebCo
     if (s.scrollback.total - s.flushed >= FLUSH_BYTES) flush(s);
     else if (!s.flushScheduled) {
       s.flushScheduled = true;
-      setImmediate(flush, s);
+      const wait = s.lastFlushAt + FLUSH_INTERVAL_MS - performance.now();
+      if (wait <= 0) setImmediate(flush, s);
+      else setTimeout(flush, wait, s);
     }
   });
 

@@ -62,12 +62,12 @@ function until(predicate: () => boolean, what: string, ms: number): Promise<void
   });
 }
 
-function viewer(url: string): { child: ChildProcess; ready: Promise<void>; result: Promise<{ sha256: string; bytes: number; dropped?: string }> } {
+function viewer(url: string): { child: ChildProcess; ready: Promise<void>; result: Promise<{ sha256: string; bytes: number; frames?: number; dropped?: string }> } {
   const child = spawn(process.execPath, ['--import', 'tsx', new URL('./vm-viewer.ts', import.meta.url).pathname, url], { stdio: ['ignore', 'pipe', 'inherit'] });
   const lines = createInterface({ input: child.stdout! });
   let ready!: () => void;
-  let result!: (r: { sha256: string; bytes: number; dropped?: string }) => void;
-  const p = { ready: new Promise<void>((r) => (ready = r)), result: new Promise<{ sha256: string; bytes: number; dropped?: string }>((r) => (result = r)) };
+  let result!: (r: { sha256: string; bytes: number; frames?: number; dropped?: string }) => void;
+  const p = { ready: new Promise<void>((r) => (ready = r)), result: new Promise<{ sha256: string; bytes: number; frames?: number; dropped?: string }>((r) => (result = r)) };
   lines.on('line', (l) => (l === 'ready' ? ready() : result(JSON.parse(l))));
   return { child, ...p };
 }
@@ -89,7 +89,7 @@ for (const viewers of values.viewers.split(',').map(Number)) {
     await Promise.all(vs.map((v) => v.ready));
     const mark = out.length;
     vmm.stdin.write(COMMAND);
-    await until(() => PROMPT.test(out.slice(mark)) && out.includes('E3D', mark), 'end of the run', 60 * 60_000);
+    await until(() => PROMPT.test(out.slice(mark)) && out.includes('E3D', mark), 'end of the run', Number(process.env.TSVMM_BENCH_RUN_MS ?? 60 * 60_000));
     const tail = out.slice(mark);
     const m = /real\s+(\d+)m\s*([\d.]+)s/.exec(tail);
     if (!m) throw new Error(`no "real" time in the guest's output: ${tail.slice(-500)}`);
@@ -101,7 +101,8 @@ for (const viewers of values.viewers.split(',').map(Number)) {
     const results = await Promise.all(vs.map((v) => v.result));
     const ok = results.filter((x) => x.sha256 === expectedSha).length;
     const dropped = results.filter((x) => x.dropped).map((x) => x.dropped);
-    rows.push({ viewers, guestS, ok, note: `${stdioOk ? 'stdio complete' : 'STDIO INCOMPLETE'}${dropped.length ? `; dropped: ${dropped.join(', ')}` : ''}` });
+    const frames = results.length ? `; ~${Math.round(results.reduce((a, x) => a + (x.frames ?? 0), 0) / results.length)} frames per viewer` : '';
+    rows.push({ viewers, guestS, ok, note: `${stdioOk ? 'stdio complete' : 'STDIO INCOMPLETE'}${frames}${dropped.length ? `; dropped: ${dropped.join(', ')}` : ''}` });
     for (const v of vs) v.child.kill();
   }
 }

@@ -7,6 +7,7 @@ import WebSocket from 'ws';
 const ws = new WebSocket(process.argv[2]!);
 let replay = -1;
 const chunks: Buffer[] = [];
+let tail = '';
 let size = 0;
 ws.on('message', (data: Buffer, isBinary) => {
   if (!isBinary) {
@@ -25,8 +26,8 @@ ws.on('message', (data: Buffer, isBinary) => {
   }
   chunks.push(data);
   size += data.length;
-  // The end marker arrives last; search only the newest bytes.
-  const tail = Buffer.concat(chunks.slice(-2)).toString('latin1');
+  // The end marker arrives last, possibly split over several tiny frames.
+  tail = (tail + data.toString('latin1')).slice(-16);
   if (tail.includes('E3D\r\n')) finish();
 });
 ws.on('close', (code, reason) => {
@@ -40,6 +41,6 @@ function finish(): void {
   const end = all.indexOf('real', start);
   // Payload: from after the start marker to the line before busybox time's report.
   const payload = Buffer.from(all.slice(start, all.lastIndexOf('\r\n', end) + 2), 'latin1');
-  process.stdout.write(`${JSON.stringify({ sha256: createHash('sha256').update(payload).digest('hex'), bytes: payload.length })}\n`);
+  process.stdout.write(`${JSON.stringify({ sha256: createHash('sha256').update(payload).digest('hex'), bytes: payload.length, frames: chunks.length })}\n`);
   process.exit(0);
 }
