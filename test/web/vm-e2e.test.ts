@@ -16,8 +16,11 @@ const BOOT_MS = Number(process.env.TSVMM_WEB_E2E_BOOT_MS ?? 20 * 60_000);
 /** The lines `tsvmm run --web` must print on stdout (see docs/web-console.md). */
 const URL_LINE = /^tsvmm: web console at (http:\/\/\S+)$/m;
 const READ_ONLY_LINE = /^tsvmm: read-only web console at (http:\/\/\S+)$/m;
-/** A shell prompt ends a line with '# ' or '$ ' (busybox ash, dash, bash). */
-const PROMPT = /[#$]$/;
+/**
+ * A shell prompt row: a bare '#' or '$' (BusyBox ash, dash), or one after a user@host:dir part
+ * (bash) — not merely any boot message that happens to end in one of those characters.
+ */
+const PROMPT = /^(\S*[\w~\])]\s?)?[#$]$/;
 
 function whySkip(): string | undefined {
   const help = spawnSync(process.execPath, ['bin/tsvmm.js', 'run', '--help'], { cwd: root, encoding: 'utf8', timeout: 60_000 });
@@ -84,8 +87,11 @@ test.skipIf(skip !== undefined)(
       throw new Error(`no shell prompt within ${BOOT_MS} ms: ${String(e)}\nscreen tail and tsvmm output:\n${vm.output().slice(-4000)}`);
     });
     await type(page, 'echo web-$((40+2))');
-    await waitForLine(page, 'web-42', 120_000);
     mkdirSync(new URL('../artifacts/', import.meta.url), { recursive: true });
+    await waitForLine(page, 'web-42', 120_000).catch(async (e: unknown) => {
+      await page.screenshot({ path: new URL('../artifacts/vm-web-console-failed.png', import.meta.url).pathname });
+      throw new Error(`no web-42 line: ${String(e)}\nscreen:\n${(await screen(page)).join('\n')}`);
+    });
     await page.screenshot({ path: new URL('../artifacts/vm-web-console.png', import.meta.url).pathname });
 
     const second = await open(vm.url);
