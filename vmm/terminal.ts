@@ -29,8 +29,15 @@ export class Terminal {
   constructor(private readonly options: TerminalOptions) {
     this.stdin = options.stdin ?? process.stdin;
     this.stdout = options.stdout ?? process.stdout;
-    this.detachOutput = options.hub.onOutput((name, bytes) => {
+    const detach = options.hub.onOutput((name, bytes) => {
       if (name === options.console) this.stdout.write(bytes);
+    });
+    this.detachOutput = detach;
+    // Whoever read our output went away (`tsvmm run | head`): stop writing, keep the VM running
+    // for its other viewers; a signal or Ctrl-A x still ends it.
+    this.stdout.once('error', (e: NodeJS.ErrnoException) => {
+      detach();
+      process.stderr.write(`tsvmm: terminal output closed (${e.code ?? e.message}); the guest keeps running\n`);
     });
     if (this.stdin.isTTY) {
       this.stdin.setRawMode(true);

@@ -5,6 +5,7 @@ import { afterAll, describe, expect, test } from 'vitest';
 import { READY_MARKER } from '../../firmware/images/recipe.ts';
 import { probeKvm } from '../../hypervisors/kvm/probe.ts';
 import { GuestShell } from '../support/guest-shell.ts';
+import { runGuestCommands } from './commands.ts';
 
 const probe = probeKvm();
 const skipReason = !probe.available
@@ -18,9 +19,12 @@ describe.skipIf(skipReason !== undefined)('x86_64 Linux guest on KVM', () => {
   let shell: GuestShell | undefined;
   afterAll(() => shell?.kill());
 
-  test('boots to the marker, runs commands, powers off with exit 0', async () => {
+  test('boots to the marker, runs the shared command table, powers off with exit 0', async () => {
     shell = await GuestShell.boot(['run', '--backend', 'kvm', '--image', 'x86_64', '--mem', '256M'], READY_MARKER);
-    expect(await shell.run('uname -m')).toBe('x86_64');
+    for (const { command, output } of await runGuestCommands(shell, 'x86_64')) {
+      if (typeof command.expected === 'string') expect(output, command.what).toBe(command.expected);
+      else expect(output, command.what).toMatch(command.expected);
+    }
     const memTotalKiB = Number((await shell.run("awk '/MemTotal/ {print $2}' /proc/meminfo")).trim());
     expect(memTotalKiB).toBeGreaterThan(200 * 1024);
     expect(memTotalKiB).toBeLessThanOrEqual(256 * 1024);

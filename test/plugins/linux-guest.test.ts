@@ -79,19 +79,19 @@ describe.skipIf(skip !== undefined)('Linux guest with plugin devices (interprete
     expect(await shell.run('readlink /proc/self/fd/0')).toBe('/dev/hvc0');
   }, 600_000);
 
-  test('kill -9 of the block plugin during guest I/O: the VMM and the guest survive, the guest sees I/O errors', async () => {
+  // Linux's virtio-blk has no request timeout, so I/O that was in flight on the killed device
+  // never completes: the guest does not get an error for it (see docs/plugins.md, "Failures").
+  test('kill -9 of the block plugin during guest I/O: the VMM and the guest survive, the failure is logged', async () => {
     const img = image();
     shell = await boot(['--disk', img]);
     const vmm = shell.vm.child.pid!;
     const plugin = childPids(vmm).find((pid) => readFileSync(`/proc/${pid}/cmdline`, 'latin1').includes('virtio-blk'));
     expect(plugin).toBeDefined();
-    await shell.run('(dd if=/dev/vda of=/dev/null bs=4096 iflag=direct 2>/tmp/dd.err; echo dd-rc=$? >> /tmp/dd.err) &');
+    await shell.run('dd if=/dev/vda of=/dev/null bs=4096 iflag=direct 2>/dev/null &');
     process.kill(plugin!, 'SIGKILL');
-    await shell.vm.waitFor(/plugin virtio-blk.*failed/, 'stderr');
+    await shell.vm.waitFor(/plugin virtio-blk.*failed: process \d+ exited \(killed by SIGKILL\)/, 'stderr');
     expect(await shell.run('echo still-alive')).toBe('still-alive');
-    // Linux times the stuck request out (30 s) and fails it.
-    await shell.run('while ! grep -q dd-rc /tmp/dd.err; do sleep 1; done');
-    expect(await shell.run('cat /tmp/dd.err')).toMatch(/error|dd-rc=[1-9]/i);
+    expect(await shell.run('cat /sys/block/vda/size')).toBe(String((8 * MiB) / 512));
     expect((await shell.powerOff()).code).toBe(0);
   }, 600_000);
 });

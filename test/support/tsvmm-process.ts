@@ -31,16 +31,27 @@ export class TsvmmProcess {
     });
   }
 
-  /** Resolves once stdout (or stderr) matches; rejects if the process exits first. */
-  async waitFor(pattern: RegExp, stream: 'stdout' | 'stderr' = 'stdout'): Promise<void> {
+  /**
+   * Resolves once stdout (or stderr) matches; rejects if the process exits first, or when
+   * `deadlineMs` passes (then the process is killed, so a stuck guest never outlives its test).
+   */
+  async waitFor(pattern: RegExp, stream: 'stdout' | 'stderr' = 'stdout', deadlineMs = 300_000): Promise<void> {
     let done = false;
+    let expired = false;
     void this.exited.then(() => { done = true; });
-    for (;;) {
-      if (pattern.test(this[stream])) return;
-      if (done || this.child.exitCode !== null) {
-        throw new Error(`tsvmm exited before printing ${pattern}\n--- stdout\n${this.stdout}\n--- stderr\n${this.stderr}`);
+    const timer = setTimeout(() => { expired = true; this.notify(); }, deadlineMs);
+    try {
+      for (;;) {
+        if (pattern.test(this[stream])) return;
+        if (done || this.child.exitCode !== null || expired) {
+          if (expired) this.child.kill('SIGKILL');
+          const why = expired ? `did not print ${pattern} within ${deadlineMs / 1000} s` : `exited before printing ${pattern}`;
+          throw new Error(`tsvmm ${why}\n--- stdout\n${this.stdout.slice(-4000)}\n--- stderr\n${this.stderr.slice(-4000)}`);
+        }
+        await new Promise<void>((r) => this.waiters.push(r));
       }
-      await new Promise<void>((r) => this.waiters.push(r));
+    } finally {
+      clearTimeout(timer);
     }
   }
 
