@@ -70,29 +70,44 @@ export async function run(options: RunOptions): Promise<number> {
   // The user's files are checked before the backend probe, so a typo fails at once.
   const ownGuest = await userGuest(options);
   if (options.deterministic && options.backend === 'kvm') throw new UsageError(DETERMINISTIC_NEEDS_INTERP);
-  const choice = await chooseBackend(options.backend);
-  log(`backend ${choice.name}: ${choice.reason}`);
-  if (options.deterministic && choice.name !== 'interp') throw new UsageError(DETERMINISTIC_NEEDS_INTERP);
-  const guest = ownGuest ?? (await builtInGuest(options, choice.name));
-  log(`guest: ${guest.description}`);
-  const consoleWords = options.console === 'hvc0' && !ownGuest ? [HVC0_SHELL] : [];
-  const cmdline = [options.cmdline ?? DEFAULT_CMDLINE, ...backendKernelArgs(choice.name), ...consoleWords, ...options.append].join(' ').trim();
+  // Device processes start first: their start-up overlaps the backend probe and the kernel load.
+  let session: RunSession | undefined;
+  const plugins = startPluginManager({
+    memoryMap: buildMemoryMap(options.memBytes),
+    inProcess: PLATFORM_PORTS,
+    consoleOutput: (name, bytes) => session?.hub.output(name, bytes),
+    log,
+  });
+  try {
+    const deviceWords = addPlugins(plugins, options.plugins);
+    const choice = await chooseBackend(options.backend);
+    log(`backend ${choice.name}: ${choice.reason}`);
+    if (options.deterministic && choice.name !== 'interp') throw new UsageError(DETERMINISTIC_NEEDS_INTERP);
+    const guest = ownGuest ?? (await builtInGuest(options, choice.name));
+    log(`guest: ${guest.description}`);
+    const consoleWords = options.console === 'hvc0' && !ownGuest ? [HVC0_SHELL] : [];
+    const cmdline = [options.cmdline ?? DEFAULT_CMDLINE, ...backendKernelArgs(choice.name), ...consoleWords, ...deviceWords, ...options.append]
+      .join(' ').trim();
 
-  const session = new RunSession(choice.name, {
-    backend: choice.name,
-    kvmDevice: KVM_DEVICE,
-    nativeKernelMode: choice.probe?.nativeKernelMode ?? false,
-    memBytes: options.memBytes,
-    kernel: guest.kernel,
-    initrd: guest.initrd,
-    cmdline,
-    longMode: choice.name === 'kvm',
-    deterministic: options.deterministic ?? false,
-    serialOut: new ByteRing(SERIAL_RING_BYTES).buffer,
-    serialIn: new ByteRing(64 * 1024).buffer,
-    control: new SharedArrayBuffer(Control.words * 4),
-    irqMailbox: new IrqMailbox().buffer,
-  }, options);
+    session = new RunSession(choice.name, {
+      backend: choice.name,
+      kvmDevice: KVM_DEVICE,
+      nativeKernelMode: choice.probe?.nativeKernelMode ?? false,
+      memBytes: options.memBytes,
+      kernel: guest.kernel,
+      initrd: guest.initrd,
+      cmdline,
+      longMode: choice.name === 'kvm',
+      deterministic: options.deterministic ?? false,
+      serialOut: new ByteRing(SERIAL_RING_BYTES).buffer,
+      serialIn: new ByteRing(64 * 1024).buffer,
+      control: new SharedArrayBuffer(Control.words * 4),
+      irqMailbox: new IrqMailbox().buffer,
+    }, options, plugins);
+  } catch (e) {
+    await plugins.shutdown();
+    throw e;
+  }
   return session.run();
 }
 
@@ -106,14 +121,18 @@ class RunSession {
   private terminal: Terminal | undefined;
   private kickToken: KickToken | undefined;
   private worker: Worker | undefined;
-  private readonly plugins: PluginManager;
   private readonly mailbox: IrqMailbox;
   private stopCause: string | undefined;
   private stopSignal: NodeJS.Signals | undefined;
   private finished = false;
   private pluginStartFailed = false;
 
-  constructor(private readonly backend: BackendName, private readonly spec: MachineSpec, private readonly options: RunOptions) {
+  constructor(
+    private readonly backend: BackendName,
+    private readonly spec: MachineSpec,
+    private readonly options: RunOptions,
+    private readonly plugins: PluginManager,
+  ) {
     this.serialOut = new ByteRing(spec.serialOut);
     this.serialIn = new ByteRing(spec.serialIn);
     this.control = new Int32Array(spec.control);
@@ -122,13 +141,6 @@ class RunSession {
       input: (name, bytes) => this.input(name, bytes),
       power: (action) => this.power(action),
     });
-    this.plugins = startPluginManager({
-      memoryMap: buildMemoryMap(spec.memBytes),
-      inProcess: PLATFORM_PORTS,
-      consoleOutput: (name, bytes) => this.hub.output(name, bytes),
-      log,
-    });
-    spec.cmdline = [spec.cmdline, ...addPlugins(this.plugins, options.plugins)].join(' ');
   }
 
   async run(): Promise<number> {
