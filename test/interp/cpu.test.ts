@@ -235,6 +235,78 @@ describe.skipIf(skip)('interpreter (SDM expectations)', () => {
     expect(reg(m.vcpu, 'rax')).toBeGreaterThan(0);
   });
 
+  // The SDM oracle for CPUID and RDTSC (0F A2, 0F 31), which the differential harness cannot
+  // compare: the interpreter reports its own CPU and its own clock by design.
+  test('CPUID at CPL3 (SDM): vendor in EBX-EDX-ECX, all four registers written, leaves past the maximum return the highest basic leaf, flags unchanged', () => {
+    const { m } = cpl3(`
+      mov $0x600000, %ebp
+      mov $0x8d5, %eax
+      push %eax
+      popf
+      mov $0, %eax
+      mov $0x11111111, %ebx
+      mov $0x22222222, %ecx
+      mov $0x33333333, %edx
+      cpuid
+      mov %eax, 0(%ebp)
+      mov %ebx, 4(%ebp)
+      mov %edx, 8(%ebp)
+      mov %ecx, 12(%ebp)
+      pushf
+      pop %eax
+      mov %eax, 16(%ebp)
+      mov $0x7fffffff, %eax
+      cpuid
+      mov %eax, 20(%ebp)
+      mov %ebx, 24(%ebp)
+      mov %ecx, 28(%ebp)
+      mov %edx, 32(%ebp)
+      mov $1, %eax
+      mov $0x44444444, %ecx
+      cpuid
+      mov %eax, 36(%ebp)
+      mov %ecx, 40(%ebp)
+      mov %edx, 44(%ebp)
+      int $0x80`);
+    const max = u32(m, 0x600000);
+    const top = defaultCpuid().find((e) => e.function === max)!;
+    const leaf1 = defaultCpuid().find((e) => e.function === 1)!;
+    expect(Buffer.from(m.ram.subarray(0x600004, 0x600010)).toString('latin1')).toBe('GenuineIntel');
+    expect(u32(m, 0x600010) & 0x8d5).toBe(0x8d5);
+    expect([u32(m, 0x600014), u32(m, 0x600018), u32(m, 0x60001c), u32(m, 0x600020)]).toEqual([top.eax, top.ebx, top.ecx, top.edx].map((v) => v >>> 0));
+    expect(u32(m, 0x600024) >>> 8 & 0xf).toBe(6); // family 6
+    expect(u32(m, 0x600028)).toBe(leaf1.ecx);    // ECX written (was 0x44444444)
+    expect(u32(m, 0x60002c) & 1).toBe(0);        // no FPU: the kernel emulates it
+  });
+
+  test('RDTSC at CPL3 (SDM): EDX:EAX is the 64-bit time-stamp counter, monotonic across the 32-bit carry, flags unchanged', () => {
+    const m = makeMachine(openInterp(), assemble(`
+      mov $0x600000, %ebp
+      mov $0x8d5, %eax
+      push %eax
+      popf
+      rdtsc
+      mov %eax, 0(%ebp)
+      mov %edx, 4(%ebp)
+      rdtsc
+      mov %eax, 8(%ebp)
+      mov %edx, 12(%ebp)
+      pushf
+      pop %eax
+      mov %eax, 16(%ebp)
+      int $0x80`, CODE));
+    // A deterministic clock straddling 2^32, so the carry into EDX is visible.
+    const ticks = [0x1fffffff0n, 0x200000010n];
+    (m.vcpu as InterpVcpu).cpu.tscSource = () => ticks.shift() ?? 0x300000000n;
+    enterCpl3(m.vcpu, CODE, { paging: true });
+    expect(m.vcpu.run()).toBe(ExitReason.Io);
+    const t0 = BigInt(u32(m, 0x600000)) | (BigInt(u32(m, 0x600004)) << 32n);
+    const t1 = BigInt(u32(m, 0x600008)) | (BigInt(u32(m, 0x60000c)) << 32n);
+    expect(t1 - t0).toBe(0x20n);
+    expect(t0 >> 32n).toBe(1n);
+    expect(u32(m, 0x600010) & 0x8d5).toBe(0x8d5);
+  });
+
   test('the instruction count advances (used for deterministic time and MIPS)', () => {
     const m = cpl0('mov $1000, %ecx\n1: dec %ecx\n jnz 1b\n out %al, $0xe1');
     m.vcpu.run();

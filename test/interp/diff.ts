@@ -9,7 +9,7 @@ import { formOf, implementedForms } from '../../hypervisors/interp/decode.ts';
 import { openInterp } from '../../hypervisors/interp/index.ts';
 import { assemble } from './asm.ts';
 import { buildBlob, haveQemu, runBlob, runQemu } from './qemu.ts';
-import { type Case, EXCLUDED, EXCLUDED_QEMU, faultCases, makeCase, makeStream, programFor, Rng } from './gen.ts';
+import { type Case, EXCLUDED, EXCLUDED_QEMU, faultCases, LOW_CODE, SDM_COVERED, LOW_FORMS, type LowAddrs, lowProgramFor, makeCase, makeStream, programFor, Rng } from './gen.ts';
 import { CODE, DATA, DATA_SIZE, drive, type GuestOptions, makeMachine, PAGE_NP, PAGE_RO, PAGE_SUP, REC, RESULTS, SEG_BASE_33 } from './guest.ts';
 
 export interface BatchResult {
@@ -17,6 +17,9 @@ export interface BatchResult {
   /** QEMU runs: GDT + page directory/table bytes after the run (accessed/dirty/busy bits). */
   system?: Uint8Array;
 }
+
+/** QEMU oracle: cases per 16-bit-operand branch form (they must fit the low code page). */
+const LOW_PER_FORM = 3;
 
 /** Cases per guest run (records and data areas are per run). */
 export const BATCH = 2000;
@@ -113,7 +116,7 @@ export function compare(cases: readonly Case[], a: BatchResult, b: BatchResult, 
 export interface Plan { cases: Case[]; forms: Set<string>; excluded: Map<string, string>; implemented: Set<string> }
 
 /** Build the case list: `perForm` cases per implemented form, `streams` random streams, fault cases. */
-export function plan(seed: number, perForm: number, streams: number, batch = BATCH, excludedForms: Record<string, string> = EXCLUDED): Plan {
+export function plan(seed: number, perForm: number, streams: number, batch = BATCH, excludedForms: Record<string, string> = EXCLUDED, lowPerForm = perForm): Plan {
   const rng = new Rng(seed);
   const implemented = implementedForms();
   const cases: Case[] = [];
@@ -121,7 +124,7 @@ export function plan(seed: number, perForm: number, streams: number, batch = BAT
   const excluded = new Map<string, string>();
   for (const key of [...implemented].sort()) {
     if (excludedForms[key] !== undefined) { excluded.set(key, excludedForms[key]!); continue; }
-    for (let j = 0; j < perForm; j++) {
+    for (let j = 0; j < (LOW_FORMS.has(key) ? Math.min(perForm, lowPerForm) : perForm); j++) {
       const c = makeCase(key, cases.length % batch, rng);
       if (c === null) break;
       const f = formOf(Uint8Array.from([...c.bytes, 0, 0, 0, 0, 0, 0, 0, 0]));
@@ -148,19 +151,28 @@ export function plan(seed: number, perForm: number, streams: number, batch = BAT
 /** The QEMU TCG oracle: 32-bit protected mode throughout, kernel-mode set-up and resumption included. */
 async function differentialQemu(o: { seed: number; perForm: number; streams: number; log: (s: string) => void }): Promise<DiffSummary> {
   const batch = BATCH;
-  const p = plan(o.seed, o.perForm, o.streams, batch, EXCLUDED_QEMU);
+  // 16-bit-operand branch forms run from the low code page, which holds ~24 KiB of cases.
+  const p = plan(o.seed, o.perForm, o.streams, batch, EXCLUDED_QEMU, LOW_PER_FORM);
   if (!haveQemu()) {
     const why = 'qemu-system-i386 not installed (apt-get install qemu-system-x86)';
     o.log(`differential (QEMU): SKIPPED — ${why}`);
-    return { skipped: why, disagreements: [], tested: p.forms.size, implemented: p.implemented.size, excluded: p.excluded.size, cases: p.cases.length };
+    return { skipped: why, disagreements: [], tested: p.forms.size, implemented: p.implemented.size, excluded: p.excluded.size, cases: p.cases.length, uncovered: overallCoverage().uncovered };
   }
   const interp = openInterp();
   const all: Disagreement[] = [];
   const badForms = new Set<string>();
   for (let start = 0; start < p.cases.length; start += batch) {
     const cases = p.cases.slice(start, start + batch);
-    const program = assemble(programFor(cases, false), CODE);
-    const blob = buildBlob(program, cases.length, o.seed + start, true);
+    const ks = cases.flatMap((c, k) => (LOW_FORMS.has(c.form) ? [k] : []));
+    let low: Uint8Array | undefined;
+    let lowAddrs: LowAddrs | undefined;
+    if (ks.length > 0) {
+      low = assemble(lowProgramFor(cases, ks), LOW_CODE);
+      const lv = new DataView(low.buffer, low.byteOffset);
+      lowAddrs = new Map(ks.map((k, j) => [k, { entry: lv.getUint32(8 * j, true), insn: lv.getUint32(8 * j + 4, true) }]));
+    }
+    const program = assemble(programFor(cases, false, lowAddrs), CODE);
+    const blob = buildBlob(program, cases.length, o.seed + start, true, low);
     const a = runQemu(blob, program, cases.length);
     const b = runBlob(interp, blob, program, cases.length);
     if (a.error !== undefined) o.log(`qemu: ${a.error}`);
@@ -174,7 +186,8 @@ async function differentialQemu(o: { seed: number; perForm: number; streams: num
   if (all.length > 60) o.log(`... ${all.length - 60} more disagreements`);
   o.log(`coverage (QEMU TCG oracle, 32-bit protected mode, kernel-mode set-up and fault resumption included): ${p.implemented.size} forms implemented, ` +
     `${p.excluded.size} excluded, ${p.forms.size} tested, ${agreeing} agreeing; ${p.cases.length} cases, ${all.length} disagreements`);
-  return { disagreements: all, tested: p.forms.size, implemented: p.implemented.size, excluded: p.excluded.size, cases: p.cases.length };
+  o.log(overallCoverage().line);
+  return { disagreements: all, tested: p.forms.size, implemented: p.implemented.size, excluded: p.excluded.size, cases: p.cases.length, uncovered: overallCoverage().uncovered };
 }
 
 async function main(): Promise<void> {
@@ -185,7 +198,28 @@ async function main(): Promise<void> {
   process.exitCode = result.skipped || result.disagreements.length === 0 ? 0 : 1;
 }
 
-export interface DiffSummary { skipped?: string; disagreements: Disagreement[]; tested: number; implemented: number; excluded: number; cases: number }
+export interface DiffSummary {
+  skipped?: string; disagreements: Disagreement[]; tested: number; implemented: number; excluded: number; cases: number;
+  /** Implemented forms compared by neither oracle and not covered by SDM expectations. */
+  uncovered: string[];
+}
+
+/**
+ * Coverage over both oracles and the SDM unit tests: a form is covered when one oracle compares
+ * it (each oracle compares every implemented form it does not exclude) or cpu.test.ts checks it
+ * against the SDM.
+ */
+export function overallCoverage(): { line: string; uncovered: string[] } {
+  const implemented = [...implementedForms()];
+  const neither = implemented.filter((k) => EXCLUDED[k] !== undefined && EXCLUDED_QEMU[k] !== undefined);
+  const sdm = neither.filter((k) => SDM_COVERED[k] !== undefined);
+  const uncovered = neither.filter((k) => SDM_COVERED[k] === undefined);
+  const kvm = implemented.filter((k) => EXCLUDED[k] === undefined).length, qemu = implemented.filter((k) => EXCLUDED_QEMU[k] === undefined).length;
+  const line = `coverage (all oracles): ${implemented.length} forms implemented; compared by KVM ${kvm}, by QEMU ${qemu}, by either ${implemented.length - neither.length}; ` +
+    `SDM expectations only: ${sdm.length} (${sdm.map((k) => `${k} ${SDM_COVERED[k]!.split(' (')[0]}`).join(', ') || 'none'}); ` +
+    `uncovered: ${uncovered.length === 0 ? '0' : `${uncovered.length} (${uncovered.map((k) => `${k}: ${EXCLUDED[k]} / ${EXCLUDED_QEMU[k]}`).join('; ')})`}`;
+  return { line, uncovered };
+}
 
 export async function differential(o: { seed: number; perForm: number; streams: number; log: (s: string) => void; oracle?: 'kvm' | 'qemu' }): Promise<DiffSummary> {
   if (o.oracle === 'qemu') return differentialQemu(o);
@@ -198,7 +232,7 @@ export async function differential(o: { seed: number; perForm: number; streams: 
   const implementedCount = p.implemented.size;
   if (kvm === null) {
     o.log(`differential: SKIPPED — no KVM oracle (${why}). ${p.cases.length} cases planned over ${p.forms.size}/${implementedCount} forms.`);
-    return { skipped: why, disagreements: [], tested: p.forms.size, implemented: implementedCount, excluded: p.excluded.size, cases: p.cases.length };
+    return { skipped: why, disagreements: [], tested: p.forms.size, implemented: implementedCount, excluded: p.excluded.size, cases: p.cases.length, uncovered: overallCoverage().uncovered };
   }
   const interp = openInterp();
   const all: Disagreement[] = [];
@@ -218,9 +252,10 @@ export async function differential(o: { seed: number; perForm: number; streams: 
   if (all.length > 60) o.log(`... ${all.length - 60} more disagreements`);
   o.log(`coverage: ${implementedCount} forms implemented, ${p.excluded.size} excluded from comparison (${[...new Set(p.excluded.values())].length} reasons), ` +
     `${p.forms.size} tested, ${agreeing} agreeing; ${p.cases.length} cases (${o.streams} random streams, ${faultCases().length} fault cases), ${all.length} disagreements`);
+  o.log(overallCoverage().line);
   const untested = [...p.implemented].filter((f) => !p.forms.has(f) && !p.excluded.has(f));
   if (untested.length > 0) o.log(`implemented but not generated: ${untested.join(', ')}`);
-  return { disagreements: all, tested: p.forms.size, implemented: implementedCount, excluded: p.excluded.size, cases: p.cases.length };
+  return { disagreements: all, tested: p.forms.size, implemented: implementedCount, excluded: p.excluded.size, cases: p.cases.length, uncovered: overallCoverage().uncovered };
 }
 
 if (process.argv[1]?.endsWith('diff.ts')) void main();

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { ExitReason, type Hypervisor } from '../../hypervisors/backend.ts';
 import { assemble } from './asm.ts';
 import type { BatchResult } from './diff.ts';
-import { Rng } from './gen.ts';
+import { LOW_CODE, LOW_CODE_END, Rng } from './gen.ts';
 import { buildSystem, CODE, CTRL, DATA, DATA_SIZE, EXIT_PORT, RAM_SIZE, REC, RESULTS, SEG_BASE_33, vmConfig } from './guest.ts';
 
 const BLOB = 0xf00000;
@@ -77,9 +77,14 @@ function resumeAsm(n: number): string {
 }
 
 /** The multiboot blob for a batch whose program (32-bit) is `program` with `n` cases. */
-export function buildBlob(program: Uint8Array, n: number, seed: number, em: boolean): Uint8Array {
+/** `low`: code for the low code page (LOW_CODE, cases of 16-bit-operand branch forms), if any. */
+export function buildBlob(program: Uint8Array, n: number, seed: number, em: boolean, low?: Uint8Array): Uint8Array {
   const sys = new Uint8Array(SYS_SIZE);
   buildSystem(sys);
+  if (low !== undefined) {
+    if (LOW_CODE + low.length > LOW_CODE_END) throw new Error(`low code page overflow: ${low.length} bytes at 0x${LOW_CODE.toString(16)} (fewer cases per 16-bit branch form)`);
+    sys.set(low, LOW_CODE);
+  }
   // The handler (hand-assembled in guest.ts) ends in OUT 0xE0; HLT; JMP. Put the resume code
   // over that HLT so that outside a VMM that stops at the OUT, the guest continues by itself.
   const hlt = sys.indexOf(0xf4, 0x4000);
