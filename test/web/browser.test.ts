@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { startWebConsole, type WebConsole } from '../../web/server.ts';
-import { browserMissing, connectionState, launchChromium, screen, waitForLine } from './support/browser.ts';
+import { browserMissing, connectionState, launchChromium, openConsole, screen, typeLine, waitForLine } from './support/browser.ts';
 import { HostShell, PROMPT } from './support/host-shell.ts';
 
 const missing = browserMissing();
@@ -38,20 +38,8 @@ describe.skipIf(missing !== undefined)('web console in chromium', () => {
     expect(pageErrors).toEqual([]); // no uncaught script errors on any page
   });
 
-  async function open(url: string): Promise<Page> {
-    const page = await browser.newPage({ viewport: { width: 1000, height: 600 }, acceptDownloads: true });
-    page.on('pageerror', (err) => pageErrors.push(String(err)));
-    const res = await page.goto(url);
-    expect(res?.status()).toBe(200);
-    await page.waitForSelector('#conn[data-state="connected"]');
-    return page;
-  }
-
-  async function type(page: Page, text: string): Promise<void> {
-    await page.click('#terminal');
-    await page.keyboard.type(text);
-    await page.keyboard.press('Enter');
-  }
+  const open = (url: string) => openConsole(browser, url, (e) => pageErrors.push(e));
+  const type = typeLine;
 
   let first: Page;
 

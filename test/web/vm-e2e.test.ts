@@ -7,9 +7,9 @@
 // TSVMM_WEB_E2E_ARGS adds run options (e.g. "--backend interp").
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
-import type { Browser, Page } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, expect, test } from 'vitest';
-import { browserMissing, launchChromium, screen, waitForLine } from './support/browser.ts';
+import { browserMissing, launchChromium, openConsole, screen, typeLine, waitForLine } from './support/browser.ts';
 
 const root = new URL('../../', import.meta.url).pathname;
 const BOOT_MS = Number(process.env.TSVMM_WEB_E2E_BOOT_MS ?? 20 * 60_000);
@@ -60,19 +60,8 @@ function startVmm(): Promise<{ url: string; readOnlyUrl: string; output: () => s
   });
 }
 
-async function open(url: string): Promise<Page> {
-  const page = await browser!.newPage({ viewport: { width: 1000, height: 700 } });
-  const res = await page.goto(url);
-  expect(res?.status()).toBe(200);
-  await page.waitForSelector('#conn[data-state="connected"]');
-  return page;
-}
-
-async function type(page: Page, text: string): Promise<void> {
-  await page.click('#terminal');
-  await page.keyboard.type(text);
-  await page.keyboard.press('Enter');
-}
+const open = (url: string) => openConsole(browser!, url);
+const type = typeLine;
 
 test.skipIf(skip !== undefined)(
   'tsvmm run --web gives a working terminal on the guest in chromium',

@@ -42,3 +42,20 @@ export async function waitForLine(page: Page, line: string | RegExp, timeout = 3
 export async function connectionState(page: Page): Promise<string | undefined> {
   return (await page.getAttribute('#conn', 'data-state')) ?? undefined;
 }
+
+/** Opens the console page and waits until its WebSocket is connected. */
+export async function openConsole(browser: Browser, url: string, onPageError?: (error: string) => void): Promise<Page> {
+  const page = await browser.newPage({ viewport: { width: 1000, height: 700 }, acceptDownloads: true });
+  if (onPageError) page.on('pageerror', (err) => onPageError(String(err)));
+  const res = await page.goto(url);
+  if (res?.status() !== 200) throw new Error(`GET ${url} answered ${res?.status()}, expected 200`);
+  await page.waitForSelector('#conn[data-state="connected"]');
+  return page;
+}
+
+/** Types a line into the page's terminal, as a person would. */
+export async function typeLine(page: Page, text: string): Promise<void> {
+  await page.click('#terminal');
+  await page.keyboard.type(text);
+  await page.keyboard.press('Enter');
+}
