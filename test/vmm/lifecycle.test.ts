@@ -6,9 +6,12 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { kvmSkipReason } from '../support/kvm-available.ts';
+import { kvmSkipReason as probeSkipReason } from '../guests/guest.ts';
 import { TSVMM_BIN, TsvmmProcess, runTsvmm } from '../support/tsvmm-process.ts';
 import { printThenHalt, printThenReset, pvhElf, serialEcho } from './fixtures/bare-metal-elf.ts';
+
+const kvmSkipReason = probeSkipReason();
+if (kvmSkipReason) console.warn(`SKIP tsvmm run lifecycle tests: ${kvmSkipReason}`);
 
 const dir = mkdtempSync(join(tmpdir(), 'tsvmm-lifecycle-'));
 function kernel(name: string, image: Uint8Array): string {
