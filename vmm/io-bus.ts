@@ -11,7 +11,7 @@ interface Range<D> {
 export class BusConflictError extends Error {}
 
 class RangeTable<D extends { name: string }> {
-  private ranges: Range<D>[] = [];
+  private readonly ranges: Range<D>[] = [];
   // The last hit, checked first: guests hammer one device at a time (UART output, a doorbell).
   private last: Range<D> | undefined;
 
@@ -23,11 +23,6 @@ class RangeTable<D extends { name: string }> {
     }
     this.ranges.push({ start, end, device });
     this.ranges.sort((a, b) => a.start - b.start);
-  }
-
-  remove(device: D): void {
-    this.ranges = this.ranges.filter((r) => r.device !== device);
-    this.last = undefined;
   }
 
   find(address: number): Range<D> | undefined {
