@@ -2,20 +2,15 @@
 // who is not root is told the exact commands to run (exit code 2) instead of a failed build.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { expect, test } from 'vitest';
 import { missingPackages } from '../../firmware/images/packages.ts';
+import { NOBODY, REPO as repo, nobodySkipReason } from '../support/as-nobody.ts';
 
-const NOBODY = 65534;
-const repo = fileURLToPath(new URL('../../', import.meta.url));
 const hasDpkg = existsSync('/usr/bin/dpkg-query');
-const isRoot = process.getuid?.() === 0;
-// The checkout must be readable by "nobody" (it is not under a private /root, say).
-const nobodyCanRead = isRoot &&
-  spawnSync('/usr/bin/test', ['-r', `${repo}node_modules/tsx/package.json`, '-a', '-r', `${repo}firmware/images/packages.ts`], { uid: NOBODY, gid: NOBODY }).status === 0;
+const nobodySkip = nobodySkipReason();
+const nobodyCanRead = nobodySkip === undefined;
 if (!hasDpkg) console.warn('packages.test: no dpkg-query (not a Debian host): skipping');
-if (!isRoot) console.warn('packages.test: not root, so the non-root check cannot run as another user: skipping it');
-else if (!nobodyCanRead) console.warn(`packages.test: user nobody cannot read ${repo}: skipping the non-root check`);
+if (nobodySkip) console.warn(`packages.test: skipping the non-root check: ${nobodySkip}`);
 
 test.skipIf(!hasDpkg)('missingPackages finds exactly the packages dpkg does not have installed', async () => {
   expect(await missingPackages(['dpkg', 'tsvmm-no-such-package', 'coreutils'])).toEqual(['tsvmm-no-such-package']);

@@ -1,27 +1,19 @@
 // The probe's verdicts for people who cannot use KVM: a missing device, and /dev/kvm without
 // permission — the latter for real, by probing from a child process running as `nobody`.
 import { spawnSync } from 'node:child_process';
-import { accessSync, constants, existsSync, statSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { existsSync, statSync } from 'node:fs';
 import { expect, test } from 'vitest';
 import { probeKvm } from '../../hypervisors/kvm/probe.ts';
 import type { ProbeResult } from '../../hypervisors/kvm/probe.ts';
 import { ADDON_PATH } from '../../hypervisors/kvm/addon.ts';
+import { NOBODY, REPO as repo, nobodySkipReason } from '../support/as-nobody.ts';
 
-const repo = fileURLToPath(new URL('../..', import.meta.url));
-const NOBODY = 65534;
 
 function permissionSkipReason(): string | undefined {
   if (!existsSync(ADDON_PATH)) return 'the KVM addon is not built';
   if (!existsSync('/dev/kvm')) return 'there is no /dev/kvm';
-  if (process.getuid?.() !== 0) return 'it needs root, to run a child process as nobody';
   if ((statSync('/dev/kvm').mode & 0o006) !== 0) return '/dev/kvm is open to everyone here';
-  try {
-    accessSync(repo, constants.R_OK);
-  } catch {
-    return 'the repository is not readable';
-  }
-  return undefined;
+  return nobodySkipReason();
 }
 
 const permissionSkip = permissionSkipReason();
