@@ -77,6 +77,7 @@ export async function run(options: RunOptions): Promise<number> {
     inProcess: PLATFORM_PORTS,
     consoleOutput: (name, bytes) => session?.hub.output(name, bytes),
     log,
+    restartPlugins: true,
   });
   try {
     const deviceWords = addPlugins(plugins, options.plugins);

@@ -41,7 +41,8 @@ export interface NativeFdio {
   eventfd(initial?: number, nonBlocking?: boolean): number;
   eventfdWrite(fd: number, value?: number): void;
   eventfdRead(fd: number): number;
-  memfdCreate(name: string, size: number): number;
+  /** `sealSize`: F_SEAL_SHRINK + F_SEAL_GROW, so whoever receives the fd cannot resize it. */
+  memfdCreate(name: string, size: number, sealSize?: boolean): number;
   mapFd(fd: number, offset: number, size: number, writable: boolean): ArrayBuffer;
   /** A read/write MAP_SHARED mapping as a SharedArrayBuffer (shareable with worker threads). */
   mapFdShared(fd: number, offset: number, size: number): SharedArrayBuffer;

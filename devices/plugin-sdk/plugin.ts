@@ -7,6 +7,7 @@
 //
 // Guest accesses arrive as 32-byte ioregionfd records on one SOCK_SEQPACKET socket per plugin
 // (user_data tells regions apart); the SDK answers reads, and writes unless posted, in order.
+import { fstatSync } from 'node:fs';
 import { ControlConnection, closeQuietly, type Message } from './control-connection.ts';
 import { GuestRam } from './guest-ram.ts';
 import { fdio, type Watcher } from './native.ts';
@@ -14,7 +15,7 @@ import {
   buildMessage, Command, COMMAND_NAMES, CONSOLE_FIXED, CONSOLE_HVC0, decodeMemoryMapReply, decodeSlot, decodeVersion,
   DISPATCH_RECORD_SIZE, DISPATCH_RESP_BIT, encodeIoeventfd, encodeIoFdsReply, encodeIoregion, encodeVersion, Errno,
   ERRNO_NAMES, Flags, IoeventfdFlag, IoFdType, IoregionFlag, IO_FDS_FIXED, LOG_FIXED, MEMORY_MAP_FIXED,
-  PROTOCOL_MAJOR, PROTOCOL_MINOR, RAM_WRITABLE, type IoFdEntry, type SlotInfo,
+  PROTOCOL_MAJOR, PROTOCOL_MINOR, RAM_WRITABLE, STATE_REPLY_SIZE, type IoFdEntry, type SlotInfo,
 } from './protocol.ts';
 
 export interface RegionHandler {
@@ -96,6 +97,7 @@ export class Plugin {
   memory!: GuestRam;
   /** The VMM's capabilities from the VERSION reply. */
   vmmCaps: Record<string, unknown> = {};
+  private vmmMinor = 0;
   onReset: () => void | Promise<void> = () => undefined;
   /** Called before the SDK acknowledges SHUTDOWN: flush here. The process exits afterwards unless this returns false. */
   onShutdown: () => void | boolean | Promise<void | boolean> = () => undefined;
@@ -132,6 +134,7 @@ export class Plugin {
     const version = decodeVersion(v.payload);
     if (typeof version === 'string') throw new Error(`VMM sent a bad VERSION reply: ${version}`);
     this.vmmCaps = version.caps;
+    this.vmmMinor = version.minor;
     const slot = decodeSlot((await this.request(Command.GET_SLOT, new Uint8Array(0))).payload);
     if (typeof slot === 'string') throw new Error(slot);
     this.slot = slot;
@@ -235,6 +238,26 @@ export class Plugin {
     const native = this.native;
     this.irqHandle = { gsi, fd, raise: () => native.eventfdWrite(fd, 1) };
     return this.irqHandle;
+  }
+
+  /**
+   * The slot's state memory (GET_STATE, protocol 1.1): bytes that outlive this process and are
+   * handed to whichever process serves the slot next, so a restarted device can take over where
+   * a dead one stopped. All zero on a new VM and after a machine reset that found the slot
+   * without a plugin; otherwise what the previous process left. Undefined from a 1.0 VMM.
+   */
+  async persistentState(): Promise<Uint8Array | undefined> {
+    if (this.vmmMinor < 1) return undefined;
+    const m = await this.request(Command.GET_STATE, new Uint8Array(0));
+    const fd = m.fds[0];
+    if (fd === undefined || m.payload.length !== STATE_REPLY_SIZE) throw new Error('VMM sent a GET_STATE reply without an fd');
+    try {
+      const size = Number(new DataView(m.payload.buffer, m.payload.byteOffset, 8).getBigUint64(0, true));
+      if (!(size > 0 && size <= fstatSync(fd).size)) throw new Error(`VMM sent a GET_STATE size of ${size} for a smaller memfd`);
+      return new Uint8Array(this.native.mapFd(fd, 0, size, true));
+    } finally {
+      closeQuietly(fd); // the mapping keeps the memory
+    }
   }
 
   /** Everything is registered: the VMM may start (or continue) the guest. */

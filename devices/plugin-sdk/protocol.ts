@@ -3,7 +3,7 @@
 // encode and decode with the same code. Everything is little-endian.
 
 export const PROTOCOL_MAJOR = 1;
-export const PROTOCOL_MINOR = 0;
+export const PROTOCOL_MINOR = 1;
 
 /** Control-channel message header: 16 bytes. */
 export const HEADER_SIZE = 16;
@@ -26,6 +26,7 @@ export const Command = {
   LOG: 11,
   CONSOLE_WRITE: 12,
   CONSOLE_INPUT: 13,
+  GET_STATE: 14,
 } as const;
 export type Command = (typeof Command)[keyof typeof Command];
 export const COMMAND_NAMES: Record<number, string> = Object.fromEntries(Object.entries(Command).map(([k, v]) => [v, k]));
@@ -233,6 +234,9 @@ export function decodeMemoryMapReply(p: Uint8Array): MemoryMapReply | string {
 
 /** GET_IRQFD reply: u32 gsi, u32 flags; one fd. */
 export const IRQFD_REPLY_SIZE = 8;
+
+/** GET_STATE reply (protocol 1.1): u64 size of the slot's state memfd; one fd. */
+export const STATE_REPLY_SIZE = 8;
 
 /** REGISTER_REGION payload: struct kvm_ioregion (64 bytes), fds are indexes into the message's fds. */
 export const IOREGION_SIZE = 64;

@@ -1,6 +1,6 @@
 // Every registration rule of the region registry, through a real plugin control socket
 // (`--plugin-socket`): KVM_SET_IOREGION's v3 errnos plus tsvmm's slot and limit rules.
-import { mkdtempSync, openSync, rmSync, closeSync } from 'node:fs';
+import { closeSync, ftruncateSync, fstatSync, mkdtempSync, openSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
@@ -8,7 +8,7 @@ import { fdio } from '../../devices/plugin-sdk/native.ts';
 import { Plugin, PluginRequestError } from '../../devices/plugin-sdk/plugin.ts';
 import { Command, encodeIoeventfd, encodeIoregion, Errno, IoeventfdFlag, IoregionFlag } from '../../devices/plugin-sdk/protocol.ts';
 import { IoBus } from '../../vmm/io-bus.ts';
-import type { PluginSlot } from '../../vmm/regions/plugin-manager.ts';
+import { SLOT_STATE_SIZE, type PluginSlot } from '../../vmm/regions/plugin-manager.ts';
 import { startHarness, type Harness } from './support/harness.ts';
 
 const native = fdio();
@@ -189,5 +189,51 @@ describe('region registration errnos (real control socket)', () => {
     await expect(plugin.request(Command.RESET, new Uint8Array(0))).rejects.toThrow(/closed/);
     expect(await reason).toMatch(/closed/);
     await h.waitLog(/RESET is sent by the VMM/);
+  });
+});
+
+describe('slot state memory (GET_STATE, protocol 1.1)', () => {
+  /** Disconnect and attach a new plugin to slot a, as a restarted process would. */
+  async function reconnect(): Promise<void> {
+    plugin.close();
+    await h.waitLog(/plugin socket\(.*a\.sock\) \(slot 0\) failed/);
+    plugin = await Plugin.connect({ name: 'state-test-again', socketPath: join(dir, 'a.sock') });
+  }
+
+  test('the same memory reaches the next process on the slot; another slot has its own', async () => {
+    const state = (await plugin.persistentState())!;
+    expect(state.byteLength).toBe(SLOT_STATE_SIZE);
+    expect(state.every((b) => b === 0)).toBe(true);
+    state.set([1, 2, 3], 100);
+    await reconnect();
+    expect([...(await plugin.persistentState())!.subarray(100, 103)]).toEqual([1, 2, 3]);
+    const b = await Plugin.connect({ name: 'state-test-b', socketPath: join(dir, 'b.sock') });
+    expect((await b.persistentState())!.every((x) => x === 0)).toBe(true);
+    b.close();
+  });
+
+  test('a machine reset while no plugin is attached clears it', async () => {
+    (await plugin.persistentState())![0] = 0x5a;
+    plugin.close();
+    await h.waitLog(/plugin socket\(.*a\.sock\) \(slot 0\) failed/);
+    await h.manager.reset();
+    plugin = await Plugin.connect({ name: 'state-test-again', socketPath: join(dir, 'a.sock') });
+    expect((await plugin.persistentState())![0]).toBe(0);
+  });
+
+  test('the memfd is sealed: the plugin cannot resize it', async () => {
+    const m = await plugin.request(Command.GET_STATE, new Uint8Array(0));
+    const fd = m.fds[0]!;
+    expect(fstatSync(fd).size).toBe(SLOT_STATE_SIZE);
+    expect(() => ftruncateSync(fd, 1 << 30)).toThrow(/EPERM/);
+    expect(() => ftruncateSync(fd, 0)).toThrow(/EPERM/);
+    closeSync(fd);
+  });
+
+  test('a GET_STATE with a payload is malformed and closes the connection', async () => {
+    const reason = plugin.closed;
+    await expect(plugin.request(Command.GET_STATE, new Uint8Array(4))).rejects.toThrow(/closed/);
+    expect(await reason).toMatch(/closed/);
+    await h.waitLog(/malformed GET_STATE/);
   });
 });

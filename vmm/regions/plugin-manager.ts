@@ -4,7 +4,7 @@
 // plugins only through the native dispatch table (devices/plugin-sdk/native/src/ioregion.cc),
 // which the sessions fill in. See docs/protocol.md and docs/plugins.md.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, lstatSync, unlinkSync } from 'node:fs';
+import { closeSync, existsSync, lstatSync, unlinkSync, writeSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { fdio, type Watcher } from '../../devices/plugin-sdk/native.ts';
@@ -19,6 +19,12 @@ export type { MachineWiring, VmWiring } from './plugin-session.ts';
 /** Ports handed to plugins that ask for a port range: 0x6000 + slot * 0x100, free on a tsvmm PC. */
 export const PIO_SLOT_BASE = 0x6000;
 export const PIO_SLOT_SIZE = 0x100;
+/** Bytes of each slot's state memfd (GET_STATE): room for a virtio device with dozens of queues. */
+export const SLOT_STATE_SIZE = 64 * 1024;
+/** A plugin that dies this soon after starting counts towards a crash loop... */
+const QUICK_FAILURE_MS = 10_000;
+/** ...and after this many such deaths in a row it is not restarted again. */
+const MAX_QUICK_FAILURES = 3;
 
 export interface PluginManagerOptions {
   memoryMap: MemoryMap;
@@ -44,6 +50,13 @@ export interface PluginManagerOptions {
   dispatchTimeoutMs?: number;
   /** Slot index of the first plugin (default 0); lower slots stay free for in-process devices. */
   firstSlot?: number;
+  /**
+   * Start a command plugin again when it dies (default false, so a test or an embedder sees the
+   * failure as it is; `tsvmm run` turns it on). The new process gets the same slot and state
+   * memfd, so a virtio device can take over the queues of the dead one. A plugin that keeps
+   * dying within 10 s of starting is given up on after three tries.
+   */
+  restartPlugins?: boolean;
 }
 
 export type PluginSource =
@@ -72,6 +85,14 @@ interface SlotRuntime {
   listener?: { fd: number; watcher: Watcher };
   stderrTail: string[];
   exited?: Promise<void>;
+  /** GET_STATE's memfd: created with the slot, kept across plugin processes, closed at shutdown. */
+  stateFd: number;
+  startedAt: number;
+  /** Processes started so far (the first is not a restart). */
+  starts: number;
+  /** Consecutive deaths within QUICK_FAILURE_MS of starting. */
+  quickFailures: number;
+  restartTimer?: NodeJS.Timeout;
 }
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -171,6 +192,8 @@ export class PluginManager {
     if (!r) throw new Error(`no plugin slot ${index}`);
     if (r.slot.source.kind !== 'command') throw new Error(`slot ${index} is a socket slot: restart the plugin by hand, it reattaches`);
     if (r.session && !r.session.closeReason) throw new Error(`slot ${index} (${r.slot.name}) is still attached`);
+    clearTimeout(r.restartTimer);
+    r.restartTimer = undefined;
     this.spawn(r);
   }
 
@@ -181,15 +204,24 @@ export class PluginManager {
     return this.readyOf(r, timeoutMs);
   }
 
-  /** Device reset (guest reboot): every attached plugin resets its device model. */
+  /**
+   * Device reset (guest reboot): every attached plugin resets its device model. A slot whose
+   * plugin is gone gets its state cleared instead, so a later process starts from power-on
+   * rather than taking over queues the rebooted guest no longer has.
+   */
   async reset(): Promise<void> {
-    await Promise.all(this.runtimes.map((r) => r.session && !r.session.closeReason ? r.session.reset() : undefined));
+    await Promise.all(this.runtimes.map((r) => {
+      if (r.session && !r.session.closeReason) return r.session.reset();
+      writeSync(r.stateFd, new Uint8Array(SLOT_STATE_SIZE), 0, SLOT_STATE_SIZE, 0);
+      return undefined;
+    }));
   }
 
   /** Orderly shutdown: SHUTDOWN to every plugin (they flush), wait for exits, close everything. */
   async shutdown(timeoutMs = 5_000): Promise<void> {
     this.stopping = true;
     await Promise.all(this.runtimes.map(async (r) => {
+      clearTimeout(r.restartTimer);
       if (r.session && !r.session.closeReason) {
         await withTimeout(r.session.shutdown(), timeoutMs).catch((e: unknown) => this.log(`${r.slot.name}: shutdown: ${(e as Error).message}`));
         r.session.close('VMM shutting down');
@@ -209,6 +241,7 @@ export class PluginManager {
         r.listener = undefined;
       }
       r.slot.state = 'stopped';
+      closeSync(r.stateFd);
     }));
     this.failWatcher.close();
   }
@@ -220,7 +253,8 @@ export class PluginManager {
       index, name, source, state: 'waiting', mmioBase: s.base, mmioSize: s.size, irq: s.irq,
       pioBase: PIO_SLOT_BASE + index * PIO_SLOT_SIZE, pioSize: PIO_SLOT_SIZE,
     };
-    const r: SlotRuntime = { slot, stderrTail: [] };
+    const stateFd = this.native.memfdCreate(`tsvmm-slot${index}-state`, SLOT_STATE_SIZE, true);
+    const r: SlotRuntime = { slot, stderrTail: [], stateFd, startedAt: 0, starts: 0, quickFailures: 0 };
     this.runtimes.push(r);
     if (source.kind === 'command') this.spawn(r);
     else this.listen(r, source.path);
@@ -239,6 +273,8 @@ export class PluginManager {
     r.child = child;
     r.stderrTail = [];
     r.slot.pid = child.pid;
+    r.startedAt = Date.now();
+    r.starts++;
     r.exited = new Promise((resolve) => child.once('close', () => resolve()));
     for (const stream of [child.stdout!, child.stderr!]) {
       createInterface({ input: stream }).on('line', (line) => {
@@ -248,10 +284,32 @@ export class PluginManager {
     }
     child.once('error', (e) => this.fail(r, `could not start ${cmd}: ${e.message}`));
     child.once('exit', (code, signal) => {
-      if (r.child !== child) return;
-      if (!this.stopping) this.fail(r, `process ${child.pid} exited ${signal ? `(killed by ${signal})` : `with status ${code}`}`);
+      if (r.child !== child || this.stopping) return;
+      this.fail(r, `process ${child.pid} exited ${signal ? `(killed by ${signal})` : `with status ${code}`}`);
+      this.restartLater(r);
     });
     this.attach(r, vmmEnd);
+    if (r.starts > 1) {
+      void r.session!.ready.then(() => this.log(`plugin ${r.slot.name} (slot ${r.slot.index}) is back as pid ${child.pid}`), () => undefined);
+    }
+  }
+
+  /** After a command plugin died: start it again, unless it is crash-looping (restartPlugins). */
+  private restartLater(r: SlotRuntime): void {
+    if (!this.opts.restartPlugins || r.restartTimer) return;
+    r.quickFailures = Date.now() - r.startedAt < QUICK_FAILURE_MS ? r.quickFailures + 1 : 0;
+    if (r.quickFailures >= MAX_QUICK_FAILURES) {
+      this.log(`plugin ${r.slot.name} died ${r.quickFailures} times within ${QUICK_FAILURE_MS / 1000} s of starting; not restarting it again`);
+      return;
+    }
+    // The first restart is immediate: the guest is waiting on the device. One that dies again
+    // right away waits 0.5 s first, so a crash loop does not eat a core.
+    const delay = r.quickFailures <= 1 ? 0 : 500 * 2 ** (r.quickFailures - 2);
+    this.log(`restarting plugin ${r.slot.name}${delay ? ` in ${delay} ms` : ''}`);
+    r.restartTimer = setTimeout(() => {
+      r.restartTimer = undefined;
+      if (!this.stopping) this.spawn(r);
+    }, delay);
   }
 
   private listen(r: SlotRuntime, path: string): void {
@@ -283,6 +341,7 @@ export class PluginManager {
       machine: () => this.machine,
       consoleOutput: (c, bytes) => this.opts.consoleOutput?.(c, bytes),
       log: this.log,
+      state: { fd: r.stateFd, size: SLOT_STATE_SIZE },
     };
     r.slot.state = 'attached';
     r.slot.lastError = undefined;
@@ -294,12 +353,19 @@ export class PluginManager {
   }
 
   private fail(r: SlotRuntime, reason: string): void {
-    if (r.slot.state === 'failed' && r.slot.lastError === reason) return;
+    if (r.slot.state === 'failed') {
+      // More about the same failure (the control socket closed, then the process exit arrived).
+      if (r.slot.lastError !== reason) this.log(`plugin ${r.slot.name} (slot ${r.slot.index}): ${reason}`);
+      return;
+    }
     r.slot.state = 'failed';
     r.slot.lastError = reason;
     this.log(`plugin ${r.slot.name} (slot ${r.slot.index}${r.slot.pid ? `, pid ${r.slot.pid}` : ''}) failed: ${reason}; ` +
       'its registers now read as all-ones and writes are dropped' + (r.slot.source.kind === 'socket' ? '; it may reattach' : ''));
     r.session?.close(reason);
+    // A process whose session failed (a protocol violation, a dispatch timeout) may still be
+    // running, hung or confused: when restarts are on, end it; its exit starts the next one.
+    if (this.opts.restartPlugins && r.child && r.child.exitCode === null && r.child.signalCode === null) r.child.kill('SIGKILL');
   }
 
   private onDispatchFailures(): void {

@@ -11,7 +11,7 @@ import {
   BUS_MMIO, BUS_PIO, Command, COMMAND_NAMES, CONSOLE_FIXED, CONSOLE_HVC0, decodeIoeventfd, decodeIoFdsReply, decodeIoregion,
   decodeVersion, encodeMemoryMapReply, encodeSlot, encodeVersion, Errno, ERRNO_NAMES, Flags, IOEVENTFD_SIZE, IOREGION_SIZE,
   IoregionFlag, IoFdType, IO_FDS_FIXED, IRQFD_REPLY_SIZE, LOG_FIXED, MAX_MESSAGE_FDS, MAX_MESSAGE_SIZE, buildMessage,
-  IoeventfdFlag, PROTOCOL_MAJOR, PROTOCOL_MINOR, RAM_READABLE, RAM_WRITABLE, type IoFdEntry, type SlotInfo,
+  IoeventfdFlag, PROTOCOL_MAJOR, PROTOCOL_MINOR, RAM_READABLE, RAM_WRITABLE, STATE_REPLY_SIZE, type IoFdEntry, type SlotInfo,
 } from '../../devices/plugin-sdk/protocol.ts';
 import type { RegionOwner, RegionRegistry, RegistryEntry } from './registry.ts';
 
@@ -35,6 +35,8 @@ export interface SessionHost {
   machine(): Promise<MachineWiring>;
   consoleOutput(console: 'hvc0', bytes: Uint8Array): void;
   log(line: string): void;
+  /** The slot's state memfd (GET_STATE): it outlives plugin processes; the VMM never reads it. */
+  state: { fd: number; size: number };
 }
 
 /**
@@ -165,6 +167,7 @@ export class PluginSession {
       case Command.READY: return void (this.expectSize(m, 0) && this.onReady(m));
       case Command.LOG: return this.onLog(m);
       case Command.CONSOLE_WRITE: return this.onConsoleWrite(m);
+      case Command.GET_STATE: return void (this.expectSize(m, 0) && this.onState(m));
       case Command.GET_REGION_IO_FDS: case Command.RESET: case Command.SHUTDOWN: case Command.CONSOLE_INPUT:
         m.fds.forEach(closeQuietly);
         return this.close(`protocol violation: ${COMMAND_NAMES[header.command]} is sent by the VMM, not by plugins`);
@@ -273,6 +276,12 @@ export class PluginSession {
     const p = new Uint8Array(IRQFD_REPLY_SIZE);
     new DataView(p.buffer).setUint32(0, this.slot.irq, true);
     this.reply(m, p, [this.irqfd.fd]);
+  }
+
+  private onState(m: Message): void {
+    const p = new Uint8Array(STATE_REPLY_SIZE);
+    new DataView(p.buffer).setBigUint64(0, BigInt(this.host.state.size), true);
+    this.reply(m, p, [this.host.state.fd]);
   }
 
   private async onRegion(m: Message): Promise<void> {
@@ -384,8 +393,9 @@ export class PluginSession {
       const full = probe.count === 0 ? probe : await this.ioFds(probe.argsz);
       const mine = this.host.registry.list(this.owner);
       for (const e of full.entries) {
-        const base = e.flags & IoregionFlag.PIO ? this.slot.pioBase : this.slot.mmioBase;
         const kind = e.type === IoFdType.IOREGIONFD ? 'ioregion' : 'ioeventfd';
+        const pio = e.flags & (kind === 'ioregion' ? IoregionFlag.PIO : IoeventfdFlag.PIO);
+        const base = pio ? this.slot.pioBase : this.slot.mmioBase;
         const found = mine.some((x) => x.kind === kind && x.start === base + Number(e.offset) && x.size === Number(e.size));
         if (!found) this.host.log(`${this.slot.name}: plugin describes a ${kind} at +0x${e.offset.toString(16)} that it never registered`);
       }

@@ -268,17 +268,22 @@ Napi::Value EventFdRead(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(val));
 }
 
-// memfdCreate(name, size): fd
+// memfdCreate(name, size, sealSize = false): fd. A sealed one can never be resized, so a
+// process it is handed to cannot shrink it under the VMM's mapping or grow it without bound.
 Napi::Value MemfdCreate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int64_t size;
   if (!info[0].IsString() || !ArgInt(info, 1, &size)) return env.Undefined();
-  int fd = memfd_create(info[0].As<Napi::String>().Utf8Value().c_str(), MFD_CLOEXEC);
+  bool sealSize = info.Length() > 2 && info[2].ToBoolean();
+  int fd = memfd_create(info[0].As<Napi::String>().Utf8Value().c_str(), MFD_CLOEXEC | (sealSize ? MFD_ALLOW_SEALING : 0));
   if (fd < 0) { ThrowErrno(env, "memfd_create", errno); return env.Undefined(); }
-  if (ftruncate(fd, size) < 0) {
+  const char* failed = nullptr;
+  if (ftruncate(fd, size) < 0) failed = "ftruncate(memfd)";
+  else if (sealSize && fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) failed = "fcntl(F_ADD_SEALS)";
+  if (failed) {
     int err = errno;
     close(fd);
-    ThrowErrno(env, "ftruncate(memfd)", err);
+    ThrowErrno(env, failed, err);
     return env.Undefined();
   }
   return Napi::Number::New(env, fd);
