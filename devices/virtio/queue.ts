@@ -4,6 +4,7 @@
 // (so a loop is found, never followed forever), and anything inconsistent raises QueueError,
 // which the transport turns into DEVICE_NEEDS_RESET. Nothing here trusts a guest number.
 import type { DmaMemory } from '../plugin-sdk/guest-ram.ts';
+import type { QueueProgress } from './transport-state.ts';
 
 export class QueueError extends Error {}
 
@@ -36,12 +37,15 @@ export class SplitQueue {
   private desc!: DataView;
   private avail!: DataView;
   private used!: DataView;
-  private lastAvail = 0;
-  private usedIdx = 0;
   readonly size: number;
 
-  /** Validates the rings' placement; throws QueueError when the driver's layout is unusable. */
-  constructor(private readonly mem: DmaMemory, cfg: QueueConfig, readonly maxSize: number) {
+  /**
+   * Validates the rings' placement; throws QueueError when the driver's layout is unusable.
+   * `progress` (where the device is in the rings) is kept outside this object so that it can
+   * outlive the process: call start() for a queue the driver just enabled, resume() to take
+   * over one from a process that died.
+   */
+  constructor(private readonly mem: DmaMemory, cfg: QueueConfig, readonly maxSize: number, private readonly progress: QueueProgress) {
     const { size } = cfg;
     if (size === 0 || size > maxSize || (size & (size - 1)) !== 0) {
       throw new QueueError(`queue size ${size} is not a power of two between 1 and ${maxSize}`);
@@ -50,8 +54,35 @@ export class SplitQueue {
     this.desc = this.ring(cfg.descAddr, 16 * size, 16, 'descriptor table');
     this.avail = this.ring(cfg.availAddr, 6 + 2 * size, 2, 'available ring');
     this.used = this.ring(cfg.usedAddr, 6 + 8 * size, 4, 'used ring');
-    this.usedIdx = this.used.getUint16(2, true);
-    this.lastAvail = this.usedIdx;
+  }
+
+  /** A fresh queue: the device takes from where the driver's used index stands, holding nothing. */
+  start(): void {
+    this.progress.start(this.used.getUint16(2, true));
+  }
+
+  /**
+   * Take over from a process that died: finish its bookkeeping and return the chains it had
+   * taken and not given back (in head order), which the caller must now return. Entries the
+   * driver made available that the dead process never took are simply still there for pop().
+   */
+  resume(): Chain[] {
+    const p = this.progress;
+    const published = this.used.getUint16(2, true);
+    if (published === ((p.usedIdx + 1) & 0xffff)) {
+      // Killed between publishing a used entry and recording it (push): that head is back.
+      p.release(this.used.getUint32(4 + 8 * (p.usedIdx % this.size), true));
+      p.usedIdx = published;
+    } else if (published !== p.usedIdx) {
+      throw new QueueError(`the used index moved from ${p.usedIdx} to ${published} while no device was attached`);
+    }
+    const held = p.held();
+    const pending = (this.avail.getUint16(2, true) - p.lastAvail) & 0xffff;
+    if (pending > 0 && pending <= this.size && p.holds(this.avail.getUint16(4 + 2 * (p.lastAvail % this.size), true))) {
+      // Killed between taking an entry and recording the take (pop): it was taken.
+      p.lastAvail = (p.lastAvail + 1) & 0xffff;
+    }
+    return held.map((head) => ({ head, buffers: this.walk(head) }));
   }
 
   private ring(addr: number, len: number, align: number, what: string): DataView {
@@ -67,12 +98,17 @@ export class SplitQueue {
   /** The next available chain, validated; undefined when the driver has offered nothing new. */
   pop(): Chain | undefined {
     const availIdx = this.avail.getUint16(2, true);
-    const pending = (availIdx - this.lastAvail) & 0xffff;
+    const p = this.progress;
+    const pending = (availIdx - p.lastAvail) & 0xffff;
     if (pending === 0) return undefined;
     if (pending > this.size) throw new QueueError(`driver claims ${pending} new buffers in a queue of ${this.size}`);
-    const head = this.avail.getUint16(4 + 2 * (this.lastAvail % this.size), true);
-    this.lastAvail = (this.lastAvail + 1) & 0xffff;
-    return { head, buffers: this.walk(head) };
+    const head = this.avail.getUint16(4 + 2 * (p.lastAvail % this.size), true);
+    const buffers = this.walk(head);
+    if (p.holds(head)) throw new QueueError(`driver offered descriptor ${head} again while the device still holds it`);
+    // Recorded as held before the take is, so a process killed in between leaves it findable.
+    p.hold(head);
+    p.lastAvail = (p.lastAvail + 1) & 0xffff;
+    return { head, buffers };
   }
 
   private walk(head: number): Buffer[] {
@@ -105,13 +141,17 @@ export class SplitQueue {
 
   /** Return a chain to the driver with `written` bytes placed in its writable buffers. */
   push(head: number, written: number): void {
-    const slot = 4 + 8 * (this.usedIdx % this.size);
+    const p = this.progress;
+    const slot = 4 + 8 * (p.usedIdx % this.size);
     this.used.setUint32(slot, head, true);
     this.used.setUint32(slot + 4, written, true);
-    this.usedIdx = (this.usedIdx + 1) & 0xffff;
+    const next = (p.usedIdx + 1) & 0xffff;
     // The element must be visible before the index; a plain store order is enough here because
-    // the guest reads it only after the interrupt or its next notification round trip.
-    this.used.setUint16(2, this.usedIdx, true);
+    // the guest reads it only after the interrupt or its next notification round trip. The
+    // bookkeeping comes last: resume() recognises a publish that was not yet recorded.
+    this.used.setUint16(2, next, true);
+    p.release(head);
+    p.usedIdx = next;
   }
 
   /** The driver asked not to be interrupted (VIRTQ_AVAIL_F_NO_INTERRUPT). */

@@ -58,3 +58,33 @@ describe('virtio-console plugin (hvc0)', () => {
     expect(new TextDecoder().decode(h.mem.read(0x30_0000, 6))).toBe('ls -l\n');
   });
 });
+
+describe('virtio-console plugin under the restart policy (tsvmm run)', () => {
+  beforeEach(async () => {
+    await h.close();
+    h = startHarness({ restartPlugins: true });
+  });
+
+  test('kill -9: the restarted process takes over the queues, the receive buffers posted before still fill, output flows', async () => {
+    const slot = h.manager.addConsole();
+    await h.manager.waitReady();
+    const d = new TestVirtioDriver(h, slot.mmioBase, 0x20_0000);
+    d.init(2, 16);
+    for (let i = 0; i < 4; i++) d.submit(0, [{ addr: 0x30_0000 + i * 0x100, len: 64, write: true }], i === 3);
+    const pid = h.manager.slots[0]!.pid!;
+    process.kill(pid, 'SIGKILL');
+    await h.waitLog(/is back as pid \d+/);
+    expect(h.logs.some((l) => /virtio-console: took over the running device/.test(l))).toBe(true);
+
+    const before = h.irqCount(slot.irq);
+    h.manager.consoleInput(new TextEncoder().encode('after\n'));
+    await h.waitIrq(slot.irq, before + 1);
+    d.ackInterrupt();
+    expect(d.takeUsed(0)).toEqual([[0, 6]]);
+    expect(new TextDecoder().decode(h.mem.read(0x30_0000, 6))).toBe('after\n');
+    const text = new TextEncoder().encode('still here\r\n');
+    h.mem.write(0x31_0000, text);
+    d.submit(1, [{ addr: 0x31_0000, len: text.length }]);
+    await h.waitHvc0('still here\r\n');
+  });
+});

@@ -1,6 +1,7 @@
 // The virtio-blk plugin as a real process behind the real plugin manager, driven by a virtio
 // driver in the test process through the same dispatch table a vCPU uses; the image is checked
-// on the host. Also: malicious descriptors, and kill -9 of the plugin.
+// on the host. Also: malicious descriptors, and kill -9 of the plugin with the restarted process
+// taking the device over (by hand, and by the manager's restart policy).
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -59,6 +60,8 @@ async function request(d: TestVirtioDriver, irq: number, type: number, sector: b
 async function attachDisk(readonly = false): Promise<{ d: TestVirtioDriver; irq: number; slot: number }> {
   const slot = h.manager.addDisk(image, readonly);
   await h.manager.waitReady();
+  // Its GET_REGION_IO_FDS description matched what it registered (checked before ready).
+  expect(h.logs.filter((l) => /never registered/.test(l))).toEqual([]);
   const d = new TestVirtioDriver(h, slot.mmioBase, RINGS);
   expect(d.reg(Reg.MAGIC)).toBe(0x74726976);
   expect(d.reg(Reg.VERSION)).toBe(2);
@@ -137,25 +140,76 @@ describe('virtio-blk plugin', () => {
     });
   }
 
-  test('kill -9 of the plugin: the VMM survives, the slot reads all-ones, a restarted plugin serves again', async () => {
+  test('kill -9 of the plugin: the slot reads all-ones; a restarted plugin takes over, fails what was outstanding, serves again', async () => {
     const { d, irq, slot } = await attachDisk();
     expect((await request(d, irq, BlkType.IN, 0n, { len: 512, write: true }))[0]).toBe(BlkStatus.OK);
     const pid = h.manager.slots[0]!.pid!;
-    // Guest I/O in flight when it dies: submitted, notified, never completed.
-    h.mem.fill(STATUS, 1, 0xaa);
     process.kill(pid, 'SIGKILL');
     const line = await h.waitLog(/failed: .*(SIGKILL|closed)/);
     expect(line).toContain('virtio-blk');
     // Its regions are gone from the dispatch table: the access falls through to the VMM's I/O
     // bus, which answers unclaimed reads with all-ones.
     expect(h.read(d.base + Reg.MAGIC, 4)).toBeUndefined();
-    d.submit(0, [{ addr: HDR, len: 16 }, { addr: DATA, len: 512, write: true }, { addr: STATUS, len: 1, write: true }]); // dropped
     expect(h.manager.slots[0]!.state).toBe('failed');
+    // Guest I/O issued to the dead device: its doorbell goes nowhere.
+    h.mem.fill(STATUS, 1, 0xaa);
+    d.submit(0, [{ addr: HDR, len: 16 }, { addr: DATA, len: 512, write: true }, { addr: STATUS, len: 1, write: true }]);
 
+    const before = h.irqCount(irq);
     h.manager.restart(slot);
     await h.manager.whenReady(slot);
-    expect(d.reg(Reg.MAGIC)).toBe(0x74726976);
-    d.init(1, 16);
+    await h.waitIrq(irq, before + 1);
+    expect(d.reg(Reg.STATUS) & Status.DRIVER_OK).toBe(Status.DRIVER_OK); // not reset: taken over
+    expect(d.ackInterrupt() & 1).toBe(1);
+    expect(d.takeUsed(0)).toEqual([[expect.any(Number), 1]]);
+    expect(h.mem.range(STATUS, 1)[0]).toBe(BlkStatus.IOERR);
+    await h.waitLog(/completed the 1 request outstanding when the previous process died with IOERR/);
     expect((await request(d, irq, BlkType.IN, 0n, { len: 512, write: true }))[0]).toBe(BlkStatus.OK);
+  });
+
+  test('a machine reset while the plugin is dead: the next process starts from power-on, not from the old queues', async () => {
+    const { d, slot } = await attachDisk();
+    process.kill(h.manager.slots[0]!.pid!, 'SIGKILL');
+    await h.waitLog(/failed: .*(SIGKILL|closed)/);
+    await h.manager.reset();
+    h.manager.restart(slot);
+    await h.manager.whenReady(slot);
+    expect(d.reg(Reg.STATUS)).toBe(0);
+    expect(h.logs.some((l) => /took the running device over/.test(l))).toBe(false);
+  });
+});
+
+describe('virtio-blk plugin under the restart policy (tsvmm run)', () => {
+  beforeEach(async () => {
+    await h.close();
+    h = startHarness({ restartPlugins: true });
+  });
+
+  test('kill -9 with a request outstanding: the manager restarts it and the request completes with IOERR', async () => {
+    const { d, irq } = await attachDisk();
+    expect((await request(d, irq, BlkType.IN, 0n, { len: 512, write: true }))[0]).toBe(BlkStatus.OK);
+    const pid = h.manager.slots[0]!.pid!;
+    // Stopped first, so the request below is certainly outstanding when the process dies.
+    process.kill(pid, 'SIGSTOP');
+    h.mem.fill(STATUS, 1, 0xaa);
+    d.submit(0, [{ addr: HDR, len: 16 }, { addr: DATA, len: 512, write: true }, { addr: STATUS, len: 1, write: true }]);
+    const before = h.irqCount(irq);
+    process.kill(pid, 'SIGKILL');
+    await h.waitLog(/restarting plugin virtio-blk/);
+    await h.waitLog(/is back as pid \d+/);
+    await h.waitIrq(irq, before + 1);
+    d.ackInterrupt();
+    expect(d.takeUsed(0)).toEqual([[expect.any(Number), 1]]);
+    expect(h.mem.range(STATUS, 1)[0]).toBe(BlkStatus.IOERR);
+    expect(h.manager.slots[0]!.pid).not.toBe(pid);
+    expect((await request(d, irq, BlkType.IN, 0n, { len: 512, write: true }))[0]).toBe(BlkStatus.OK);
+  });
+
+  test('a plugin that keeps dying right after it starts is given up on after three tries', async () => {
+    h.manager.addCommand('exit 3', 'crasher');
+    const line = await h.waitLog(/crasher died \d+ times/);
+    expect(line).toMatch(/died 3 times within 10 s of starting; not restarting it again/);
+    expect(h.logs.filter((l) => /restarting plugin crasher/.test(l))).toHaveLength(2);
+    expect(h.manager.slots[0]!.state).toBe('failed');
   });
 });

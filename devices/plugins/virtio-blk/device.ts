@@ -1,11 +1,12 @@
 // virtio-blk (virtio 1.x §5.2) over a raw image file: read, write, flush (fsync) and get-id,
 // with the FLUSH, SEG_MAX and BLK_SIZE features and an optional read-only mode. Requests are
 // served synchronously from the queue notification: this process exists only for this disk.
+// A process that takes over from one that died fails what the guest had outstanding (resume).
 import { fstatSync, fsyncSync, readSync, writeSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { DeviceContext, VirtioDevice } from '../../virtio/mmio-transport.ts';
 import { VIRTIO_F_VERSION_1 } from '../../virtio/mmio-transport.ts';
-import type { Buffer, SplitQueue } from '../../virtio/queue.ts';
+import type { Buffer, Chain, SplitQueue } from '../../virtio/queue.ts';
 import { QueueError } from '../../virtio/queue.ts';
 
 export const VIRTIO_ID_BLOCK = 2;
@@ -74,12 +75,33 @@ export class VirtioBlk implements VirtioDevice {
     if (served && !q.interruptSuppressed) ctx.signalUsed();
   }
 
+  /**
+   * This process replaced one that died while the guest was using the disk. The requests that
+   * process held may be half done, and the ones queued meanwhile went to a device that was gone:
+   * all of them complete with IOERR, so the guest sees the failure instead of waiting forever
+   * (Linux's virtio-blk has no request timeout). Requests from now on are served as usual.
+   */
+  resume(orphans: readonly Chain[][]): void {
+    const q = this.queue;
+    const ctx = this.ctx;
+    if (!q || !ctx) return;
+    let failed = 0;
+    const fail = (c: Chain) => {
+      ctx.mem.range(statusByte(c.buffers), 1)[0] = BlkStatus.IOERR;
+      q.push(c.head, 1);
+      failed++;
+    };
+    orphans[0]?.forEach(fail);
+    for (let c = q.pop(); c; c = q.pop()) fail(c);
+    if (!failed) return;
+    this.opts.log(`completed the ${failed} request${failed === 1 ? '' : 's'} outstanding when the previous process died with IOERR`);
+    ctx.signalUsed();
+  }
+
   /** One request; returns the bytes written into the chain (data + status). */
   private serve(buffers: readonly Buffer[], ctx: DeviceContext): number {
     const mem = ctx.mem;
-    const statusBuf = buffers[buffers.length - 1];
-    if (!statusBuf || !statusBuf.writable || statusBuf.len < 1) throw new QueueError('block request has no writable status byte');
-    const statusAddr = statusBuf.addr + statusBuf.len - 1;
+    const statusAddr = statusByte(buffers);
     const header = new Uint8Array(16);
     let got = 0;
     const data: Buffer[] = [];
@@ -153,4 +175,11 @@ export class VirtioBlk implements VirtioDevice {
     }
     return [BlkStatus.OK, write ? 0 : total];
   }
+}
+
+/** Where a request's status goes: the last byte of its last buffer, which must be device-writable. */
+function statusByte(buffers: readonly Buffer[]): number {
+  const b = buffers[buffers.length - 1];
+  if (!b || !b.writable || b.len < 1) throw new QueueError('block request has no writable status byte');
+  return b.addr + b.len - 1;
 }
