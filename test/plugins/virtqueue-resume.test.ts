@@ -54,6 +54,16 @@ function attach(rings: Rings, stateBytes: Uint8Array, deviceId = 2): { state: Tr
 
 const newState = () => new Uint8Array(TransportState.bytesNeeded([SIZE]));
 
+/** A first process with a started queue, and the driver having offered chains at `heads`. */
+function started(heads: number[]) {
+  const rings = new Rings();
+  const bytes = newState();
+  const first = attach(rings, bytes);
+  first.q.start();
+  heads.forEach((h) => rings.offer(h));
+  return { rings, bytes, first };
+}
+
 describe('taking a virtqueue over from a dead process', () => {
   test('chains taken and not returned come back from resume(); untaken ones stay available, none twice', () => {
     const rings = new Rings();
@@ -85,12 +95,7 @@ describe('taking a virtqueue over from a dead process', () => {
   });
 
   test('killed inside pop(), after recording the head as held but before the take: returned once, not popped again', () => {
-    const rings = new Rings();
-    const bytes = newState();
-    const first = attach(rings, bytes);
-    first.q.start();
-    rings.offer(0);
-    rings.offer(2);
+    const { rings, bytes, first } = started([0, 2]);
     first.state.progress(0).hold(0); // pop()'s first store; lastAvail never advanced
 
     const second = attach(rings, bytes);
@@ -101,12 +106,7 @@ describe('taking a virtqueue over from a dead process', () => {
   });
 
   test('killed inside push(), after publishing the used entry but before recording it: not returned again', () => {
-    const rings = new Rings();
-    const bytes = newState();
-    const first = attach(rings, bytes);
-    first.q.start();
-    rings.offer(0);
-    rings.offer(2);
+    const { rings, bytes, first } = started([0, 2]);
     expect(first.q.pop()!.head).toBe(0);
     expect(first.q.pop()!.head).toBe(2);
     first.q.push(2, 1);

@@ -206,14 +206,15 @@ export class PluginManager {
 
   /**
    * Device reset (guest reboot): every attached plugin resets its device model. A slot whose
-   * plugin is gone gets its state cleared instead, so a later process starts from power-on
-   * rather than taking over queues the rebooted guest no longer has.
+   * plugin is gone, or still setting up (it may not handle RESET yet), gets its state cleared
+   * as well, so that process starts from power-on rather than taking over queues the rebooted
+   * guest no longer has.
    */
   async reset(): Promise<void> {
     await Promise.all(this.runtimes.map((r) => {
-      if (r.session && !r.session.closeReason) return r.session.reset();
-      writeSync(r.stateFd, new Uint8Array(SLOT_STATE_SIZE), 0, SLOT_STATE_SIZE, 0);
-      return undefined;
+      const live = r.session && !r.session.closeReason ? r.session : undefined;
+      if (!live?.isReady) writeSync(r.stateFd, new Uint8Array(SLOT_STATE_SIZE), 0, SLOT_STATE_SIZE, 0);
+      return live?.reset();
     }));
   }
 

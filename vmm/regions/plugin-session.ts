@@ -76,6 +76,8 @@ export class PluginSession {
   /** Resolves when the plugin has sent READY and its GET_REGION_IO_FDS answer checked out. */
   readonly ready: Promise<void>;
   pluginName = '';
+  /** READY arrived and checked out (the same moment `ready` resolves). */
+  isReady = false;
   /** Set once closed. */
   closeReason: string | undefined;
 
@@ -403,6 +405,7 @@ export class PluginSession {
       if (this.state === 'closed') return;
       return this.close(`GET_REGION_IO_FDS failed: ${(e as Error).message}`);
     }
+    this.isReady = true;
     this.readyResolve();
   }
 
