@@ -186,6 +186,7 @@ class RunSession {
         settled = true;
         this.kickToken = undefined;
         this.worker = undefined;
+        this.plugins.machineGone();
         void worker.terminate();
         resolve(o);
       };

@@ -19,8 +19,9 @@ export class TsvmmProcess {
   readonly exited: Promise<Exit>;
   private waiters: (() => void)[] = [];
 
-  constructor(args: string[], env: NodeJS.ProcessEnv = {}) {
-    this.child = spawn(process.execPath, [TSVMM_BIN, ...args], { env: { ...process.env, ...env } });
+  /** `processGroup`: run tsvmm as the leader of a new process group, so a test can signal the group. */
+  constructor(args: string[], env: NodeJS.ProcessEnv = {}, { processGroup = false } = {}) {
+    this.child = spawn(process.execPath, [TSVMM_BIN, ...args], { env: { ...process.env, ...env }, detached: processGroup });
     this.child.stdout.on('data', (d: Buffer) => { this.stdout += d.toString('latin1'); this.notify(); });
     this.child.stderr.on('data', (d: Buffer) => { this.stderr += d.toString('latin1'); this.notify(); });
     this.exited = new Promise((resolve) => {

@@ -54,6 +54,16 @@ describe.skipIf(kvmSkipReason !== undefined)('tsvmm run lifecycle (KVM, bare-met
     expect(r.code).toBe(143);
   });
 
+  test('a signal to the whole process group (a terminal\'s Ctrl-C, a supervisor) reaches the VMM, which shuts its plugins down', async () => {
+    const p = new TsvmmProcess(run(kernel('group.elf', serialEcho())), {}, { processGroup: true });
+    await p.waitFor(/VM running/, 'stderr');
+    process.kill(-p.child.pid!, 'SIGINT');
+    const r = await p.exited;
+    expect(r.code).toBe(130);
+    // The plugins were not hit by the signal: no failure, no restart, their SHUTDOWN answered.
+    expect(r.stderr).not.toMatch(/failed:|restarting plugin|shutdown:/);
+  });
+
   test('Ctrl-A x quits with exit 0; Ctrl-A Ctrl-A sends one Ctrl-A to the guest', async () => {
     const p = new TsvmmProcess(run(kernel('echo2.elf', serialEcho())));
     await p.waitFor(/VM running/, 'stderr');

@@ -138,6 +138,19 @@ export class PluginManager {
     this.setMachine(machine);
   }
 
+  /**
+   * The VM is destroyed, and its ioeventfds and irqfds with it: plugins that go away from now on
+   * (shutdown) must not issue ioctls on its fd, whose number may already name another file.
+   */
+  machineGone(): void {
+    const gone = async (): Promise<void> => { throw new Error('the VM has been destroyed'); };
+    const released = async (): Promise<void> => undefined;
+    this.machine = this.machine.then((m) => ({
+      ...m,
+      vm: m.vm && { assignIoeventfd: gone, assignIrqfd: gone, deassignIoeventfd: released, deassignIrqfd: released },
+    }));
+  }
+
   get slots(): readonly PluginSlot[] {
     return this.runtimes.map((r) => r.slot);
   }
@@ -266,9 +279,13 @@ export class PluginManager {
     if (r.slot.source.kind !== 'command') return;
     const [vmmEnd, pluginEnd] = this.native.socketpair('stream');
     const [cmd, ...args] = r.slot.source.argv;
+    // Its own process group: a terminal's Ctrl-C or a supervisor's signal to tsvmm's group
+    // reaches only the VMM, which then shuts plugins down in order (SHUTDOWN: they flush). If
+    // the VMM itself dies, a plugin sees its control socket close and exits.
     const child = spawn(cmd!, args, {
       stdio: ['ignore', 'pipe', 'pipe', pluginEnd],
       env: { ...process.env, TSVMM_PLUGIN_FD: '3' },
+      detached: true,
     });
     closeSync(pluginEnd);
     r.child = child;
