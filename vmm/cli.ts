@@ -36,6 +36,8 @@ Options for run:
   --device COMMAND           start a device plugin process with this shell command (repeatable)
   --plugin-socket PATH       listen at PATH for a device plugin started by hand; it may
                              restart and attach again (repeatable)
+                             Device processes tsvmm starts are started again if they die; a
+                             virtio device then takes its queues over (docs/plugins.md §6).
   --no-stdio                 do not attach the terminal (output is still collected)
   --deterministic            interpreter only: guest time follows the instruction count and the
                              RTC starts at a fixed date, so two boots print the same transcript
