@@ -226,7 +226,7 @@ export class PluginManager {
   async reset(): Promise<void> {
     await Promise.all(this.runtimes.map((r) => {
       const live = r.session && !r.session.closeReason ? r.session : undefined;
-      if (!live?.isReady) writeSync(r.stateFd, new Uint8Array(SLOT_STATE_SIZE), 0, SLOT_STATE_SIZE, 0);
+      if (!live?.isReady && r.stateFd >= 0) writeSync(r.stateFd, new Uint8Array(SLOT_STATE_SIZE), 0, SLOT_STATE_SIZE, 0);
       return live?.reset();
     }));
   }
@@ -255,7 +255,8 @@ export class PluginManager {
         r.listener = undefined;
       }
       r.slot.state = 'stopped';
-      closeSync(r.stateFd);
+      if (r.stateFd >= 0) closeSync(r.stateFd);
+      r.stateFd = -1;
     }));
     this.failWatcher.close();
   }
