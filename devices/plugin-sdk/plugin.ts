@@ -467,6 +467,20 @@ export class Plugin {
   private onClosed(reason: string): void {
     for (const p of this.pending.values()) p.reject(new Error(`${this.name}: connection to the VMM closed: ${reason}`));
     this.pending.clear();
+    // Nothing can reach this device any more: let go of every fd and watcher, so a plugin with
+    // no other work exits by itself (as it must when the VMM dies, docs/protocol.md §1).
+    for (const { ev, watcher } of this.ioeventfds) {
+      watcher.close();
+      closeQuietly(ev.fd);
+    }
+    this.ioeventfds = [];
+    if (this.dispatch) {
+      this.dispatch.watcher.close();
+      closeQuietly(this.dispatch.myEnd);
+      closeQuietly(this.dispatch.vmmEnd);
+      this.dispatch = undefined;
+    }
+    if (this.irqHandle) closeQuietly(this.irqHandle.fd);
     this.closedResolve(reason);
   }
 }

@@ -6,6 +6,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
+import { builtinPluginArgv } from '../../vmm/regions/plugin-manager.ts';
 import { kvmSkipReason as probeSkipReason } from '../guests/guest.ts';
 import { TSVMM_BIN, TsvmmProcess, runTsvmm } from '../support/tsvmm-process.ts';
 import { printThenHalt, printThenReset, pvhElf, serialEcho } from './fixtures/bare-metal-elf.ts';
@@ -62,6 +63,19 @@ describe.skipIf(kvmSkipReason !== undefined)('tsvmm run lifecycle (KVM, bare-met
     expect(r.code).toBe(130);
     // The plugins were not hit by the signal: no failure, no restart, their SHUTDOWN answered.
     expect(r.stderr).not.toMatch(/failed:|restarting plugin|shutdown:/);
+  });
+
+  test('when tsvmm is killed, its plugins see the control socket close and exit by themselves', async () => {
+    const socket = join(dir, 'orphan.sock');
+    const p = new TsvmmProcess(run(kernel('orphan.elf', serialEcho()), '--no-stdio', '--plugin-socket', socket));
+    await p.waitFor(/VM running/, 'stderr');
+    // The docs' example plugin, started by hand so that this test is its parent and sees it exit.
+    const [node, ...args] = builtinPluginArgv('example');
+    const plugin = spawn(node!, args, { env: { ...process.env, TSVMM_PLUGIN_SOCKET: socket }, stdio: 'ignore' });
+    const exited = new Promise<[number | null, string | null]>((resolve) => plugin.once('exit', (code, signal) => resolve([code, signal])));
+    await p.waitFor(/example device ready/, 'stderr');
+    p.child.kill('SIGKILL');
+    expect(await exited).toEqual([0, null]);
   });
 
   test('Ctrl-A x quits with exit 0; Ctrl-A Ctrl-A sends one Ctrl-A to the guest', async () => {
