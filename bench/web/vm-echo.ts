@@ -9,65 +9,45 @@
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
+import { TsvmmProcess } from '../../test/support/tsvmm-process.ts';
 import { wsUrl } from '../../test/web/support/ws-viewer.ts';
 
 const { values, positionals } = parseArgs({ options: { keys: { type: 'string', default: '200' } }, allowPositionals: true });
 const KEYS = Number(values.keys);
 const WARMUP = 20;
 const BOOT_MS = Number(process.env.TSVMM_BENCH_BOOT_MS ?? 30 * 60_000);
-const root = new URL('../../', import.meta.url).pathname;
 /** BusyBox ash's prompt; its line editor follows it with a cursor-position query (ESC [6n). */
 const PROMPT = /\n# (\x1b\[6n)?$/;
 
-const vmm = spawn(process.execPath, ['bin/tsvmm.js', 'run', '--web', '127.0.0.1:0', ...positionals], { cwd: root, stdio: ['pipe', 'pipe', 'inherit'] });
-let out = '';
-let waiter: (() => void) | undefined;
-vmm.stdout.on('data', (c: Buffer) => {
-  out += c.toString('latin1');
-  waiter?.();
-});
-vmm.once('exit', (code) => {
-  if (!finished) {
-    console.error(`tsvmm exited (${code}) during the benchmark; its output ended with:\n${out.slice(-2000)}`);
-    process.exit(1);
-  }
-});
+const vmm = new TsvmmProcess(['run', '--web', '127.0.0.1:0', ...positionals]);
+// A viewer process waiting on a dead VMM would wait forever: end the bench instead.
 let finished = false;
-
-function until(predicate: () => boolean, what: string, ms: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no ${what} within ${ms} ms; output ended with:\n${out.slice(-2000)}`)), ms);
-    const check = () => {
-      if (predicate()) {
-        clearTimeout(timer);
-        waiter = undefined;
-        resolve();
-      }
-    };
-    waiter = check;
-    check();
-  });
-}
+void vmm.exited.then((e) => {
+  if (finished) return;
+  console.error(`tsvmm exited (${e.code}) during the benchmark; its output ended with:\n${e.stdout.slice(-2000)}`);
+  process.exit(1);
+});
+vmm.child.stderr.pipe(process.stderr);
 
 const t0 = performance.now();
-await until(() => /^tsvmm: web console at (http:\/\/\S+)$/m.test(out), 'web console URL', 120_000);
-const url = /^tsvmm: web console at (http:\/\/\S+)$/m.exec(out)![1]!;
-await until(() => PROMPT.test(out), 'guest shell prompt', BOOT_MS);
+await vmm.waitUntil(() => /^tsvmm: web console at (http:\/\/\S+)$/m.test(vmm.stdout), 'print the web console URL', 120_000);
+const url = /^tsvmm: web console at (http:\/\/\S+)$/m.exec(vmm.stdout)![1]!;
+await vmm.waitUntil(() => PROMPT.test(vmm.stdout), 'show the guest shell prompt', BOOT_MS);
 const bootS = (performance.now() - t0) / 1000;
 
 // The peer: echo through the stdio terminal (a pipe here).
 const direct: number[] = [];
 for (let i = 0; i < KEYS + WARMUP; i++) {
   const key = String.fromCharCode(0x61 + (i % 26));
-  const from = out.length;
+  const from = vmm.stdout.length;
   const sent = performance.now();
-  vmm.stdin.write(key);
-  await until(() => out.indexOf(key, from) >= 0, `echo of key ${i}`, 60_000);
+  vmm.child.stdin.write(key);
+  await vmm.waitUntil(() => vmm.stdout.indexOf(key, from) >= 0, `echo key ${i}`, 60_000);
   if (i >= WARMUP) direct.push(performance.now() - sent);
 }
-let mark = out.length;
-vmm.stdin.write('\r'); // the typed word is run (not found) and a new prompt follows
-await until(() => PROMPT.test(out.slice(mark)), 'prompt', 60_000);
+let mark = vmm.stdout.length;
+vmm.child.stdin.write('\r'); // the typed word is run (not found) and a new prompt follows
+await vmm.waitUntil(() => PROMPT.test(vmm.stdout.slice(mark)), 'show a new prompt', 60_000);
 
 // Through the web console.
 const client = spawn(process.execPath, ['--import', 'tsx', new URL('./client.ts', import.meta.url).pathname, 'echo', wsUrl(url), String(KEYS), String(WARMUP)], {
@@ -81,11 +61,11 @@ const result = new Promise<number[]>((resolve) =>
   }),
 );
 const web = await result;
-mark = out.length;
-vmm.stdin.write('\r');
-await until(() => PROMPT.test(out.slice(mark)), 'prompt', 60_000);
+mark = vmm.stdout.length;
+vmm.child.stdin.write('\r');
+await vmm.waitUntil(() => PROMPT.test(vmm.stdout.slice(mark)), 'show a new prompt', 60_000);
 finished = true;
-vmm.kill('SIGTERM');
+vmm.child.kill('SIGTERM');
 
 const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!;
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b) / xs.length;

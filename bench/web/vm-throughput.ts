@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
+import { TsvmmProcess } from '../../test/support/tsvmm-process.ts';
 import { wsUrl } from '../../test/web/support/ws-viewer.ts';
 
 const { values, positionals } = parseArgs({
@@ -17,7 +18,6 @@ const { values, positionals } = parseArgs({
 const BYTES = Number(values.mib) << 20;
 const RUNS = Number(values.runs);
 const BOOT_MS = Number(process.env.TSVMM_BENCH_BOOT_MS ?? 30 * 60_000);
-const root = new URL('../../', import.meta.url).pathname;
 const PROMPT = /\n# (\x1b\[6n)?$/;
 // 63 characters and a newline; the guest's tty turns "\n" into "\r\n".
 const LINE = 'tsvmm web console throughput: the quick brown fox jumps over it';
@@ -27,40 +27,14 @@ const expectedSha = createHash('sha256').update(expected).digest('hex');
 // Markers are printed by arithmetic so the echoed command line does not contain them.
 const COMMAND = `echo S$((1+1))T; time sh -c 'yes "${LINE}" | head -c ${BYTES}'; echo E$((1+2))D\r`;
 
-const vmm = spawn(process.execPath, ['bin/tsvmm.js', 'run', '--web', '127.0.0.1:0', ...positionals], { cwd: root, stdio: ['pipe', 'pipe', 'pipe'] });
-let out = '';
-let err = '';
-let waiter: (() => void) | undefined;
-vmm.stdout.on('data', (c: Buffer) => {
-  out += c.toString('latin1');
-  waiter?.();
-});
-vmm.stderr.on('data', (c: Buffer) => {
-  err += c.toString();
-  waiter?.();
-});
+const vmm = new TsvmmProcess(['run', '--web', '127.0.0.1:0', ...positionals]);
+// A viewer process waiting on a dead VMM would wait forever: end the bench instead.
 let finished = false;
-vmm.once('exit', (code) => {
-  if (!finished) {
-    console.error(`tsvmm exited (${code}); stderr:\n${err.slice(-2000)}`);
-    process.exit(1);
-  }
+void vmm.exited.then((e) => {
+  if (finished) return;
+  console.error(`tsvmm exited (${e.code}); stderr:\n${e.stderr.slice(-2000)}`);
+  process.exit(1);
 });
-
-function until(predicate: () => boolean, what: string, ms: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no ${what} within ${ms} ms; output ended with:\n${out.slice(-1000)}`)), ms);
-    const check = () => {
-      if (predicate()) {
-        clearTimeout(timer);
-        waiter = undefined;
-        resolve();
-      }
-    };
-    waiter = check;
-    check();
-  });
-}
 
 function viewer(url: string): { child: ChildProcess; ready: Promise<void>; result: Promise<{ sha256: string; bytes: number; frames?: number; dropped?: string }> } {
   const child = spawn(process.execPath, ['--import', 'tsx', new URL('./vm-viewer.ts', import.meta.url).pathname, url], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -72,14 +46,14 @@ function viewer(url: string): { child: ChildProcess; ready: Promise<void>; resul
   return { child, ...p };
 }
 
-await until(() => /^tsvmm: web console at (http:\/\/\S+)$/m.test(out), 'web console URL', 120_000);
-const url = /^tsvmm: web console at (http:\/\/\S+)$/m.exec(out)![1]!;
-await until(() => PROMPT.test(out), 'guest shell prompt', BOOT_MS);
+await vmm.waitUntil(() => /^tsvmm: web console at (http:\/\/\S+)$/m.test(vmm.stdout), 'print the web console URL', 120_000);
+const url = /^tsvmm: web console at (http:\/\/\S+)$/m.exec(vmm.stdout)![1]!;
+await vmm.waitUntil(() => PROMPT.test(vmm.stdout), 'show the guest shell prompt', BOOT_MS);
 {
   // Kernel messages (e.g. "random: crng init done") must not land in the middle of the payload.
-  const mark = out.length;
-  vmm.stdin.write('dmesg -n 1\r');
-  await until(() => PROMPT.test(out.slice(mark)), 'prompt after dmesg -n 1', 120_000);
+  const mark = vmm.stdout.length;
+  vmm.child.stdin.write('dmesg -n 1\r');
+  await vmm.waitUntil(() => PROMPT.test(vmm.stdout.slice(mark)), 'show a prompt after dmesg -n 1', 120_000);
 }
 
 const rows: { viewers: number; guestS: number; ok: number; note: string }[] = [];
@@ -87,10 +61,10 @@ for (const viewers of values.viewers.split(',').map(Number)) {
   for (let r = 0; r < RUNS; r++) {
     const vs = Array.from({ length: viewers }, () => viewer(wsUrl(url)));
     await Promise.all(vs.map((v) => v.ready));
-    const mark = out.length;
-    vmm.stdin.write(COMMAND);
-    await until(() => PROMPT.test(out.slice(mark)) && out.includes('E3D', mark), 'end of the run', Number(process.env.TSVMM_BENCH_RUN_MS ?? 60 * 60_000));
-    const tail = out.slice(mark);
+    const mark = vmm.stdout.length;
+    vmm.child.stdin.write(COMMAND);
+    await vmm.waitUntil(() => PROMPT.test(vmm.stdout.slice(mark)) && vmm.stdout.includes('E3D', mark), 'finish the run', Number(process.env.TSVMM_BENCH_RUN_MS ?? 60 * 60_000));
+    const tail = vmm.stdout.slice(mark);
     const m = /real\s+(\d+)m\s*([\d.]+)s/.exec(tail);
     if (!m) throw new Error(`no "real" time in the guest's output: ${tail.slice(-500)}`);
     const guestS = Number(m[1]) * 60 + Number(m[2]);
@@ -107,7 +81,7 @@ for (const viewers of values.viewers.split(',').map(Number)) {
   }
 }
 finished = true;
-vmm.kill('SIGTERM');
+vmm.child.kill('SIGTERM');
 
 const base = rows.filter((r) => r.viewers === 0).reduce((a, r) => a + r.guestS, 0) / RUNS;
 console.log(`\ntsvmm run --web ${positionals.join(' ')}: the guest prints ${BYTES >> 20} MiB (${BYTES / 64} lines) on ttyS0\n`);

@@ -36,17 +36,25 @@ export class TsvmmProcess {
    * Resolves once stdout (or stderr) matches; rejects if the process exits first, or when
    * `deadlineMs` passes (then the process is killed, so a stuck guest never outlives its test).
    */
-  async waitFor(pattern: RegExp, stream: 'stdout' | 'stderr' = 'stdout', deadlineMs = 300_000): Promise<void> {
-    let done = false;
+  waitFor(pattern: RegExp, stream: 'stdout' | 'stderr' = 'stdout', deadlineMs = 300_000): Promise<void> {
+    return this.waitUntil(() => pattern.test(this[stream]), `print ${pattern}`, deadlineMs);
+  }
+
+  /**
+   * Resolves once `done()` holds, checked each time tsvmm prints; `what` completes "tsvmm did
+   * not …" in the error. Rejects and kills as waitFor does.
+   */
+  async waitUntil(done: () => boolean, what: string, deadlineMs = 300_000): Promise<void> {
+    let exited = false;
     let expired = false;
-    void this.exited.then(() => { done = true; });
+    void this.exited.then(() => { exited = true; });
     const timer = setTimeout(() => { expired = true; this.notify(); }, deadlineMs);
     try {
       for (;;) {
-        if (pattern.test(this[stream])) return;
-        if (done || this.child.exitCode !== null || expired) {
+        if (done()) return;
+        if (exited || this.child.exitCode !== null || expired) {
           if (expired) this.child.kill('SIGKILL');
-          const why = expired ? `did not print ${pattern} within ${deadlineMs / 1000} s` : `exited before printing ${pattern}`;
+          const why = expired ? `did not ${what} within ${deadlineMs / 1000} s` : `exited before it would ${what}`;
           throw new Error(`tsvmm ${why}\n--- stdout\n${this.stdout.slice(-4000)}\n--- stderr\n${this.stderr.slice(-4000)}`);
         }
         await new Promise<void>((r) => this.waiters.push(r));
