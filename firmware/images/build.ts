@@ -259,7 +259,7 @@ async function appletList(binary: string, fallback: string | undefined, log: str
   return applets;
 }
 
-interface RootFiles { init: string; profile: string; power: string; busybox: string }
+interface RootFiles { init: string; profile: string; power: string; udhcpc: string; busybox: string }
 
 /**
  * Copies of the files the initramfs takes from the host, with mtime 0: gen_init_cpio stores a
@@ -269,21 +269,24 @@ interface RootFiles { init: string; profile: string; power: string; busybox: str
 function stageRootFiles(dir: string, busybox: string): RootFiles {
   mkdirSync(dir, { recursive: true });
   const files: RootFiles = {
-    init: join(dir, 'init'), profile: join(dir, 'profile'), power: join(dir, 'power'), busybox: join(dir, 'busybox'),
+    init: join(dir, 'init'), profile: join(dir, 'profile'), power: join(dir, 'power'), udhcpc: join(dir, 'udhcpc.script'),
+    busybox: join(dir, 'busybox'),
   };
   for (const name of ['init', 'profile', 'power'] as const) copyFileSync(recipePath(name), files[name]);
+  copyFileSync(recipePath('udhcpc.script'), files.udhcpc);
   copyFileSync(busybox, files.busybox);
   for (const f of Object.values(files)) utimesSync(f, 0, 0);
   return files;
 }
 
-/** The gen_init_cpio list: the committed base list, /init, /etc/profile, busybox and its applets. */
+/** The gen_init_cpio list: the committed base list, /init, /etc/profile, the DHCP script, busybox and its applets. */
 export function initramfsList(files: RootFiles, applets: readonly string[]): string {
   const lines = [readFileSync(recipePath('initramfs.list'), 'utf8').trimEnd()];
   const dirs = new Set(lines[0]!.split('\n').filter((l) => l.startsWith('dir ')).map((l) => l.split(/\s+/)[1]));
   lines.push(
     `file /init ${files.init} 0755 0 0`,
     `file /etc/profile ${files.profile} 0644 0 0`,
+    `file /usr/share/udhcpc/default.script ${files.udhcpc} 0755 0 0`,
     `file /bin/busybox ${files.busybox} 0755 0 0`);
   for (const applet of applets) {
     const path = `/${applet}`;

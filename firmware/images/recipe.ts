@@ -17,7 +17,7 @@ export const EXIT_MARKER = 'TSVMM-EXIT';
 export const GUEST_PROMPT = '# ';
 
 /** Bump when build.ts changes what it produces from the same recipe files. */
-export const BUILDER_VERSION = 2;
+export const BUILDER_VERSION = 3;
 /** Bump when build.ts changes how it builds kernels (this alone decides whether kernels are rebuilt). */
 export const KERNEL_BUILDER_VERSION = 1;
 
