@@ -1,7 +1,7 @@
 // The x86 boot protocol's "zero page" (struct boot_params, 4 KiB; zero-page.rst): what a
 // direct-boot loader fills in. Built as bytes here, written into guest RAM by the loader.
 
-import type { E820Entry } from '../vmm/memory-map.ts';
+import type { E820Entry } from '../base/memory-map.ts';
 import { BOOT_FLAG, HDR, HDRS_MAGIC, LOADED_HIGH, SETUP_HEADER_START } from './bzimage.ts';
 import { LoaderError } from './loader-error.ts';
 

@@ -12,9 +12,9 @@
 // the boot structures sit at BOOT_LAYOUT. Anything tsvmm cannot boot is a LoaderError (exit 2)
 // naming the problem and what to do.
 
-import type { Regs, Sregs } from '../hypervisors/backend.ts';
-import type { GuestMemory } from '../vmm/guest-memory.ts';
-import { MiB, isRam, type MemoryMap } from '../vmm/memory-map.ts';
+import type { Regs, Sregs } from '../base/cpu-state.ts';
+import type { GuestMemory } from '../base/guest-memory.ts';
+import { MiB, isRam, type MemoryMap } from '../base/memory-map.ts';
 import { buildBootParams } from './boot-params.ts';
 import {
   BZIMAGE_LOAD_ADDRESS, XLF_KERNEL_64, formatProtocol, isBzImage, parseSetupHeader, SETUP_HEADER_START,

@@ -1,8 +1,8 @@
 // The PVH boot ABI's struct hvm_start_info and its tables (Xen's hvm/start_info.h), which a
 // PVH-capable vmlinux finds through EBX at its XEN_ELFNOTE_PHYS32_ENTRY.
 
-import type { GuestMemory } from '../vmm/guest-memory.ts';
-import type { E820Entry } from '../vmm/memory-map.ts';
+import type { GuestMemory } from '../base/guest-memory.ts';
+import type { E820Entry } from '../base/memory-map.ts';
 import { BOOT_LAYOUT } from './entry/layout.ts';
 import { LoaderError } from './loader-error.ts';
 

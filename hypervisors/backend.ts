@@ -10,6 +10,11 @@
 // Allocation-free exits. `run()` returns an ExitReason number and fills the vCPU's one
 // reusable `exit` object; nothing is allocated per exit on the hot path.
 
+// The x86 CPU state the interface speaks (registers, segments, CPUID) is plain data in
+// base/cpu-state.ts, shared with the Linux loader that computes a kernel's entry state.
+import type { CpuidEntry, Regs, Sregs } from '../base/cpu-state.ts';
+export type { CpuidEntry, DescriptorTable, Regs, Segment, Sregs } from '../base/cpu-state.ts';
+
 /** Why `Vcpu.run()` returned. Numeric so that the run loop switches on small integers. */
 export const ExitReason = {
   /** Port I/O: exit.port/size/count/write/data. */
@@ -92,53 +97,6 @@ export interface VmConfig {
    * own guest clock (the interpreter) support it; the VMM refuses it for the others.
    */
   deterministic?: boolean;
-}
-
-/** x86 general registers (struct kvm_regs); 64-bit values, so bigint. */
-export interface Regs {
-  rax: bigint; rbx: bigint; rcx: bigint; rdx: bigint;
-  rsi: bigint; rdi: bigint; rsp: bigint; rbp: bigint;
-  r8: bigint; r9: bigint; r10: bigint; r11: bigint;
-  r12: bigint; r13: bigint; r14: bigint; r15: bigint;
-  rip: bigint; rflags: bigint;
-}
-
-/** A segment register in its descriptor-cache form (struct kvm_segment). */
-export interface Segment {
-  base: bigint;
-  limit: number;
-  selector: number;
-  type: number;
-  present: boolean;
-  dpl: number;
-  db: boolean;
-  s: boolean;
-  l: boolean;
-  g: boolean;
-  avl: boolean;
-  unusable: boolean;
-}
-
-export interface DescriptorTable {
-  base: bigint;
-  limit: number;
-}
-
-export interface Sregs {
-  cs: Segment; ds: Segment; es: Segment; fs: Segment; gs: Segment; ss: Segment;
-  tr: Segment; ldt: Segment;
-  gdt: DescriptorTable; idt: DescriptorTable;
-  cr0: bigint; cr2: bigint; cr3: bigint; cr4: bigint; cr8: bigint;
-  efer: bigint;
-  apicBase: bigint;
-}
-
-export interface CpuidEntry {
-  function: number;
-  index: number;
-  /** KVM_CPUID_FLAG_SIGNIFCANT_INDEX (1) when `index` selects a sub-leaf. */
-  flags: number;
-  eax: number; ebx: number; ecx: number; edx: number;
 }
 
 /**

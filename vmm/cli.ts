@@ -6,7 +6,7 @@ import { type BackendRequest } from './backend-choice.ts';
 import { CONSOLE_NAMES, type ConsoleName } from './console-hub.ts';
 import { UsageError, isExitCodeError } from './errors.ts';
 import { GUEST_ARCHES, type GuestArch } from './guest-source.ts';
-import { buildMemoryMap, MemoryMapError } from './memory-map.ts';
+import { buildMemoryMap, MemoryMapError } from '../base/memory-map.ts';
 import { DEFAULT_CMDLINE, log, run } from './run.ts';
 import { parseSize } from './size.ts';
 import { WebAddressError, parseWebAddress } from '../web/cli-options.ts';

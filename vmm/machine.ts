@@ -7,9 +7,9 @@ import { loadLinux, type LoadedLinux } from '../firmware/loader.ts';
 import { Uart16550 } from '../devices/uart16550/uart16550.ts';
 import { I8042 } from '../devices/i8042/i8042.ts';
 import { CmosRtc } from '../devices/cmos-rtc/cmos-rtc.ts';
-import { GuestMemory } from './guest-memory.ts';
+import { GuestMemory } from '../base/guest-memory.ts';
 import { IoBus } from './io-bus.ts';
-import { KVM_IDENTITY_MAP, KVM_TSS, buildMemoryMap, type MemoryMap } from './memory-map.ts';
+import { KVM_IDENTITY_MAP, KVM_TSS, buildMemoryMap, type MemoryMap } from '../base/memory-map.ts';
 import { ByteRing } from './byte-ring.ts';
 import type { MachineSpec } from './worker-protocol.ts';
 

@@ -17,7 +17,7 @@ import { startWebConsole } from '../web/server.ts';
 import { webConsoleLines } from '../web/cli-options.ts';
 import { Control, type MachineSpec, type Outcome, type WorkerMessage } from './worker-protocol.ts';
 import { PLATFORM_PORTS } from './machine.ts';
-import { buildMemoryMap } from './memory-map.ts';
+import { buildMemoryMap } from '../base/memory-map.ts';
 import { IrqMailbox } from './regions/irq-mailbox.ts';
 import { kvmVmWiring } from './regions/kvm-wiring.ts';
 import { startPluginManager, type PluginManager } from './regions/plugin-manager.ts';

@@ -3,9 +3,9 @@
 // port-I/O exit and checks for requests from the main thread with one atomic load.
 import { ExitReason, ExitReasonName, type Vcpu } from '../hypervisors/backend.ts';
 import type { IoBus } from './io-bus.ts';
-import { DEVICE_WINDOW } from './memory-map.ts';
+import { DEVICE_WINDOW } from '../base/memory-map.ts';
 import { dispatchToPlugins } from './regions/dispatch.ts';
-import { PIO_SLOT_BASE } from './regions/plugin-manager.ts';
+import { PIO_SLOT_BASE } from '../base/slots.ts';
 import { Control, type Outcome } from './worker-protocol.ts';
 
 export interface LoopHooks {

@@ -3,7 +3,7 @@
 // wholly inside one RAM region, or that touches a reserved range (IOAPIC, LAPIC/MSI window, the
 // device window...), is refused with an error, never turned into a host pointer. Devices and
 // virtqueues reach guest memory only through this (or the VMM's GuestMemory, same contract).
-import { GuestMemory, GuestMemoryError } from '../../vmm/guest-memory.ts';
+import { GuestMemory, GuestMemoryError } from '../../base/guest-memory.ts';
 
 export interface DmaMemory {
   /** Host view of [address, address+length); throws GuestMemoryError when not entirely guest RAM. */

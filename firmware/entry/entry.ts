@@ -10,8 +10,8 @@
 //   enterPvh  Xen PVH direct boot (start_info.h): protected mode, paging off, CR0 = PE(+ET),
 //             CR4 = 0, EBX = hvm_start_info, TR = 32-bit TSS base 0 limit 0x67.
 
-import type { Regs, Sregs } from '../../hypervisors/backend.ts';
-import type { GuestMemory } from '../../vmm/guest-memory.ts';
+import type { Regs, Sregs } from '../../base/cpu-state.ts';
+import type { GuestMemory } from '../../base/guest-memory.ts';
 import { codeSegment, dataSegment, tssSegment, unusableLdt, writeGdt, type CpuMode } from './gdt.ts';
 import { BOOT_LAYOUT } from './layout.ts';
 import { writeIdentityPageTables } from './page-tables.ts';

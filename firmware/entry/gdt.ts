@@ -3,8 +3,8 @@
 // bytes are encoded from that same object: what the CPU has cached and what it would reload
 // from the table can never disagree.
 
-import type { Segment } from '../../hypervisors/backend.ts';
-import type { GuestMemory } from '../../vmm/guest-memory.ts';
+import type { Segment } from '../../base/cpu-state.ts';
+import type { GuestMemory } from '../../base/guest-memory.ts';
 import { BOOT_LAYOUT } from './layout.ts';
 
 /** Selectors of the boot GDT. 0x10/0x18 are the boot protocol's __BOOT_CS/__BOOT_DS. */

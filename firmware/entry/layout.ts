@@ -14,7 +14,7 @@
 //
 // Firecracker uses the same neighbourhood (zero page 0x7000, page tables 0x9000, cmdline 0x20000).
 
-import { EBDA_START, GiB } from '../../vmm/memory-map.ts';
+import { EBDA_START, GiB } from '../../base/memory-map.ts';
 
 export const BOOT_LAYOUT = {
   gdt: 0x0500,

@@ -3,7 +3,7 @@
 // the 64-bit boot protocol needs mapped (kernel at 1 MiB plus init_size, boot_params, command
 // line, initrd below 4 GiB); the kernel builds its own tables right after entry.
 
-import type { GuestMemory } from '../../vmm/guest-memory.ts';
+import type { GuestMemory } from '../../base/guest-memory.ts';
 import { BOOT_LAYOUT } from './layout.ts';
 
 const PRESENT = 1n;

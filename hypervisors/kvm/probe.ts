@@ -8,7 +8,7 @@
 // CPL0 manages about 0.6 M/s. The whole probe takes about 0.1 s and is bounded by kick timers,
 // so it never hangs. It runs on the calling thread (a short, bounded KVM_RUN).
 import { ExitReason, ExitReasonName, type Regs, type Segment, type Sregs } from '../backend.ts';
-import { KVM_IDENTITY_MAP, KVM_TSS } from '../../vmm/memory-map.ts';
+import { KVM_IDENTITY_MAP, KVM_TSS } from '../../base/memory-map.ts';
 import { isKvmError, KvmAddonMissingError } from './addon.ts';
 import { KvmUnavailableError, openKvm, type KvmHypervisor, type KvmVcpu } from './kvm.ts';
 

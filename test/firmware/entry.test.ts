@@ -1,8 +1,8 @@
 // The entry-state builders: GDT bytes, TSS, identity page tables and register values match the
 // boot protocols (boot.rst, Xen PVH start_info.h) and well-known reference encodings.
 import { describe, expect, test } from 'vitest';
-import { GuestMemory } from '../../vmm/guest-memory.ts';
-import { MiB } from '../../vmm/memory-map.ts';
+import { GuestMemory } from '../../base/guest-memory.ts';
+import { MiB } from '../../base/memory-map.ts';
 import {
   BOOT_LAYOUT, SELECTOR, enter32, enter64, enterPvh, encodeDescriptor, codeSegment, dataSegment,
 } from '../../firmware/entry/index.ts';

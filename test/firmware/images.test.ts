@@ -12,7 +12,7 @@ import { LoaderError, loadLinux, type LoadLinuxOptions } from '../../firmware/lo
 import { parseSetupHeader, XLF_KERNEL_64 } from '../../firmware/bzimage.ts';
 import { EM_386, EM_X86_64, PT_LOAD, elfNotes, parseElf } from '../../firmware/elf.ts';
 import { BOOT_LAYOUT } from '../../firmware/entry/index.ts';
-import { MiB } from '../../vmm/memory-map.ts';
+import { MiB } from '../../base/memory-map.ts';
 import { readCpio, S_IFCHR, S_IFLNK, S_IFMT, S_IFREG } from './support/cpio.ts';
 import { testGuest } from './support/guest.ts';
 

@@ -4,7 +4,7 @@ import { describe, expect, test } from 'vitest';
 import { LoaderError, loadLinux, type LoadLinuxOptions } from '../../firmware/loader.ts';
 import { BOOT_LAYOUT } from '../../firmware/entry/index.ts';
 import { EM_386, EM_X86_64, PT_LOAD, PT_NOTE } from '../../firmware/elf.ts';
-import { MiB } from '../../vmm/memory-map.ts';
+import { MiB } from '../../base/memory-map.ts';
 import { buildBzImage, buildElf, note, u32le, u64le } from './support/synth.ts';
 import { testGuest, type TestGuest } from './support/guest.ts';
 

@@ -18,8 +18,8 @@ import { probeKvm } from '../../hypervisors/kvm/probe.ts';
 import {
   BOOT_LAYOUT, SELECTOR, codeSegment, dataSegment, enter32, enter64, tssSegment, writeGdt, type CpuMode,
 } from '../../firmware/entry/index.ts';
-import { GuestMemory } from '../../vmm/guest-memory.ts';
-import { DEVICE_WINDOW, KVM_IDENTITY_MAP, KVM_TSS, MiB } from '../../vmm/memory-map.ts';
+import { GuestMemory } from '../../base/guest-memory.ts';
+import { DEVICE_WINDOW, KVM_IDENTITY_MAP, KVM_TSS, MiB } from '../../base/memory-map.ts';
 import type { Asm } from './asm.ts';
 
 export const GUEST = {

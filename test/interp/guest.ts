@@ -22,7 +22,7 @@
 // fails. The handler exits to the driver with OUT; the driver resumes the next case at CPL3.
 
 import { ExitReason, type Hypervisor, type Segment, type Sregs, type Vcpu, type Vm } from '../../hypervisors/backend.ts';
-import { KVM_IDENTITY_MAP, KVM_TSS } from '../../vmm/memory-map.ts';
+import { KVM_IDENTITY_MAP, KVM_TSS } from '../../base/memory-map.ts';
 
 export const RAM_SIZE = 32 << 20;
 export const CTRL = 0x10000;

@@ -6,7 +6,7 @@ import { isKvmError, loadKvmAddon } from '../../hypervisors/kvm/addon.ts';
 import { openKvm } from '../../hypervisors/kvm/kvm.ts';
 import { probeKvm } from '../../hypervisors/kvm/probe.ts';
 import { enter64 } from '../../firmware/entry/index.ts';
-import { GiB, KVM_IDENTITY_MAP, KVM_TSS, buildMemoryMap } from '../../vmm/memory-map.ts';
+import { GiB, KVM_IDENTITY_MAP, KVM_TSS, buildMemoryMap } from '../../base/memory-map.ts';
 import { Asm, R } from '../guests/asm.ts';
 import { GUEST, TestGuest, kvmSkipReason } from '../guests/guest.ts';
 import { DONE_PORT, runUntilDone } from '../guests/run.ts';

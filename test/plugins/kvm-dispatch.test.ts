@@ -8,7 +8,7 @@ import { PROBE } from '../../devices/plugins/probe/layout.ts';
 import { Asm, R } from '../guests/asm.ts';
 import { GUEST, TestGuest, kvmSkipReason } from '../guests/guest.ts';
 import { littleEndian } from '../guests/run.ts';
-import { buildMemoryMap, MiB } from '../../vmm/memory-map.ts';
+import { buildMemoryMap, MiB } from '../../base/memory-map.ts';
 import { kvmVmWiring } from '../../vmm/regions/kvm-wiring.ts';
 import { builtinPluginArgv, startPluginManager, type PluginManager } from '../../vmm/regions/plugin-manager.ts';
 

@@ -8,7 +8,8 @@ import { fdio } from '../../devices/plugin-sdk/native.ts';
 import { Plugin, PluginRequestError } from '../../devices/plugin-sdk/plugin.ts';
 import { Command, encodeIoeventfd, encodeIoregion, Errno, IoeventfdFlag, IoregionFlag } from '../../devices/plugin-sdk/protocol.ts';
 import { IoBus } from '../../vmm/io-bus.ts';
-import { SLOT_STATE_SIZE, type PluginSlot } from '../../vmm/regions/plugin-manager.ts';
+import { SLOT_STATE_SIZE } from '../../base/slots.ts';
+import type { PluginSlot } from '../../vmm/regions/plugin-manager.ts';
 import { startHarness, type Harness } from './support/harness.ts';
 
 const native = fdio();

@@ -5,7 +5,7 @@
 import { describe, expect, test } from 'vitest';
 import { DESC_F_NEXT, DESC_F_WRITE, QueueError, SplitQueue } from '../../devices/virtio/queue.ts';
 import { TransportState } from '../../devices/virtio/transport-state.ts';
-import { GuestMemory } from '../../vmm/guest-memory.ts';
+import { GuestMemory } from '../../base/guest-memory.ts';
 
 const SIZE = 8;
 const DESC = 0x1000;

@@ -9,18 +9,14 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { fdio, type Watcher } from '../../devices/plugin-sdk/native.ts';
 import type { IoBus } from '../io-bus.ts';
-import { deviceSlot, type MemoryMap } from '../memory-map.ts';
+import type { MemoryMap } from '../../base/memory-map.ts';
+import { SLOT_STATE_SIZE, slotLayout } from '../../base/slots.ts';
 import { RegionRegistry } from './registry.ts';
 import { PluginSession, type MachineWiring, type SessionHost } from './plugin-session.ts';
 import type { Bus } from './registry.ts';
 
 export type { MachineWiring, VmWiring } from './plugin-session.ts';
 
-/** Ports handed to plugins that ask for a port range: 0x6000 + slot * 0x100, free on a tsvmm PC. */
-export const PIO_SLOT_BASE = 0x6000;
-export const PIO_SLOT_SIZE = 0x100;
-/** Bytes of each slot's state memfd (GET_STATE): room for a virtio device with dozens of queues. */
-export const SLOT_STATE_SIZE = 64 * 1024;
 /** A plugin that dies this soon after starting counts towards a crash loop... */
 const QUICK_FAILURE_MS = 10_000;
 /** ...and after this many such deaths in a row it is not restarted again. */
@@ -263,11 +259,7 @@ export class PluginManager {
 
   private add(name: string, source: PluginSource): PluginSlot {
     const index = (this.opts.firstSlot ?? 0) + this.runtimes.length;
-    const s = deviceSlot(index);
-    const slot: PluginSlot = {
-      index, name, source, state: 'waiting', mmioBase: s.base, mmioSize: s.size, irq: s.irq,
-      pioBase: PIO_SLOT_BASE + index * PIO_SLOT_SIZE, pioSize: PIO_SLOT_SIZE,
-    };
+    const slot: PluginSlot = { ...slotLayout(index), name, source, state: 'waiting' };
     const stateFd = this.native.memfdCreate(`tsvmm-slot${index}-state`, SLOT_STATE_SIZE, true);
     const r: SlotRuntime = { slot, stderrTail: [], stateFd, startedAt: 0, starts: 0, quickFailures: 0 };
     this.runtimes.push(r);

@@ -1,6 +1,6 @@
 // A guest RAM and memory map for loader tests, laid out exactly as the VMM lays them out.
-import { GuestMemory } from '../../../vmm/guest-memory.ts';
-import { buildMemoryMap, type MemoryMap } from '../../../vmm/memory-map.ts';
+import { GuestMemory } from '../../../base/guest-memory.ts';
+import { buildMemoryMap, type MemoryMap } from '../../../base/memory-map.ts';
 
 export interface TestGuest {
   map: MemoryMap;

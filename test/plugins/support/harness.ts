@@ -4,8 +4,8 @@
 // raiseIrq path (the interpreter's path), so tests can wait for them.
 import { fdio, DISPATCH_MISS } from '../../../devices/plugin-sdk/native.ts';
 import { BUS_MMIO, BUS_PIO } from '../../../devices/plugin-sdk/protocol.ts';
-import { GuestMemory } from '../../../vmm/guest-memory.ts';
-import { buildMemoryMap, MiB } from '../../../vmm/memory-map.ts';
+import { GuestMemory } from '../../../base/guest-memory.ts';
+import { buildMemoryMap, MiB } from '../../../base/memory-map.ts';
 import { startPluginManager, type PluginManager, type PluginManagerOptions } from '../../../vmm/regions/plugin-manager.ts';
 
 export interface Harness {

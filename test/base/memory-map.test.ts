@@ -1,7 +1,8 @@
 import { describe, expect, test } from 'vitest';
 import {
-  DEVICE_WINDOW, E820, GiB, HIGH_RAM_START, IOAPIC, KVM_TSS, LAPIC_MSI, MiB, buildMemoryMap, deviceSlot, isRam,
-} from '../../vmm/memory-map.ts';
+  DEVICE_WINDOW, E820, GiB, HIGH_RAM_START, IOAPIC, KVM_TSS, LAPIC_MSI, MiB, buildMemoryMap, isRam,
+} from '../../base/memory-map.ts';
+import { deviceSlot } from '../../base/slots.ts';
 
 describe('memory map', () => {
   test('small guest: one RAM region, e820 with the legacy hole and every reserved range', () => {

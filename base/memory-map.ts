@@ -1,5 +1,6 @@
 // The guest-physical memory map, as data. Everything that needs to know where things are
-// (backends, the Linux loader's e820 table, device processes) reads it from here.
+// (backends, the Linux loader's e820 table, device processes) reads it from here; how the
+// device window is cut into slots is in slots.ts.
 //
 //   0            .. 0x9FC00      RAM (real-mode area; boot structures live here)
 //   0x9FC00      .. 0x100000     reserved (EBDA, VGA, BIOS ROM: what PC firmware leaves there)
@@ -38,13 +39,6 @@ export const EBDA_START = 0x9_fc00;
 export const HIGH_MEMORY_START = 0x10_0000;
 
 export const DEVICE_WINDOW = { start: 0xd000_0000, size: 0x0100_0000, name: 'device MMIO window' } as const;
-export const DEVICE_SLOT_SIZE = 0x1000;
-/**
- * Interrupt lines for device slots, in slot order. ISA lines the PC platform leaves free
- * (0 PIT, 1 keyboard, 2 cascade, 4 COM1, 8 RTC, 13 FPU are taken), so the same list works
- * on a PIC-only i386 guest and through the IOAPIC on x86_64.
- */
-export const DEVICE_SLOT_IRQS: readonly number[] = [5, 6, 7, 9, 10, 11, 12, 14, 15];
 
 export const IOAPIC = { start: 0xfec0_0000, size: 0x1000, name: 'IOAPIC' } as const;
 export const LAPIC_MSI = { start: 0xfee0_0000, size: 0x10_0000, name: 'LAPIC and MSI doorbell window' } as const;
@@ -97,13 +91,6 @@ export function buildMemoryMap(ramSize: number): MemoryMap {
   e820.sort((a, b) => a.addr - b.addr);
 
   return { ramSize, ram, reserved: RESERVED_RANGES, deviceWindow: DEVICE_WINDOW, e820 };
-}
-
-/** The MMIO range and interrupt line of device slot `index`. */
-export function deviceSlot(index: number): { base: number; size: number; irq: number } {
-  const irq = DEVICE_SLOT_IRQS[index];
-  if (irq === undefined) throw new MemoryMapError(`no device slot ${index}: tsvmm has ${DEVICE_SLOT_IRQS.length}`);
-  return { base: DEVICE_WINDOW.start + index * DEVICE_SLOT_SIZE, size: DEVICE_SLOT_SIZE, irq };
 }
 
 /** Is [addr, addr+size) entirely inside guest RAM? */
