@@ -7,16 +7,21 @@
 //
 // Guest accesses arrive as 32-byte ioregionfd records on one SOCK_SEQPACKET socket per plugin
 // (user_data tells regions apart); the SDK answers reads, and writes unless posted, in order.
+// The control channel is the shared peer of wire/control-peer.ts, as on the VMM's side.
 import { fstatSync } from 'node:fs';
-import { ControlConnection, closeQuietly, type Message } from './control-connection.ts';
-import { GuestRam } from './guest-ram.ts';
-import { fdio, type Watcher } from './native.ts';
+import { closeQuietly } from '../../wire/control-channel.ts';
+import { ControlPeer, RequestError, type Message } from '../../wire/control-peer.ts';
+import type { Watcher } from '../../wire/fd-io.ts';
 import {
-  buildMessage, Command, COMMAND_NAMES, CONSOLE_FIXED, CONSOLE_HVC0, decodeMemoryMapReply, decodeSlot, decodeVersion,
-  DISPATCH_RECORD_SIZE, DISPATCH_RESP_BIT, encodeIoeventfd, encodeIoFdsReply, encodeIoregion, encodeVersion, Errno,
-  ERRNO_NAMES, Flags, IoeventfdFlag, IoFdType, IoregionFlag, IO_FDS_FIXED, LOG_FIXED, MEMORY_MAP_FIXED,
-  PROTOCOL_MAJOR, PROTOCOL_MINOR, RAM_WRITABLE, STATE_REPLY_SIZE, type IoFdEntry, type SlotInfo,
-} from './protocol.ts';
+  Command, CONSOLE_HVC0, decodeConsole, decodeDispatchCommand, decodeIoFdsRequest, decodeIrqfdReply, decodeMemoryMapReply,
+  decodeSlot, decodeStateReply, decodeVersion, DISPATCH_RECORD_SIZE, encodeDispatchResponse, encodeIoeventfd, encodeIoFdsReply,
+  encodeIoregion, encodeLog, encodeMemoryMapRequest, encodeVersion, Errno, IoeventfdFlag, IoFdType, IoregionFlag,
+  MEMORY_MAP_FIXED, PROTOCOL_MAJOR, PROTOCOL_MINOR, RAM_WRITABLE, type DispatchCommand, type IoFdEntry, type MemoryMapReply,
+  type SlotInfo,
+  COMMAND_NAMES,
+} from '../../wire/protocol.ts';
+import { GuestRam } from './guest-ram.ts';
+import { fdio } from './native.ts';
 
 export interface RegionHandler {
   /** A guest read of `size` bytes at `offset` (relative to the region). Must return promptly. */
@@ -63,11 +68,9 @@ export interface Irq {
 }
 
 /** A refused request: `errno` is the protocol's errno (EEXIST, EPERM, ...). */
-export class PluginRequestError extends Error {
-  constructor(readonly command: number, readonly errno: number) {
-    super(`${COMMAND_NAMES[command] ?? command} failed: ${ERRNO_NAMES[errno] ?? `errno ${errno}`}`);
-  }
-}
+export { RequestError as PluginRequestError };
+/** The VMM closed the connection (or was never reached) before a request was answered. */
+export { ConnectionClosedError as PluginDisconnectedError } from '../../wire/control-peer.ts';
 
 export interface ConnectOptions {
   /** Shown in the VMM's log; 'virtio-console' also marks the plugin as the hvc0 console. */
@@ -78,13 +81,9 @@ export interface ConnectOptions {
   fd?: number;
 }
 
-type Pending = { command: number; resolve(m: Message): void; reject(e: Error): void };
-
 export class Plugin {
   private readonly native = fdio();
-  private conn!: ControlConnection;
-  private nextId = 1;
-  private pending = new Map<number, Pending>();
+  private peer!: ControlPeer;
   private regions = new Map<bigint, Region>();
   private ioeventfds: { ev: Ioeventfd; watcher: Watcher }[] = [];
   private dispatch?: { vmmEnd: number; myEnd: number; watcher: Watcher };
@@ -107,7 +106,11 @@ export class Plugin {
 
   private constructor(private readonly name: string) {}
 
-  /** Attach to the VMM, handshake, fetch the slot, map guest RAM. */
+  /**
+   * Attach to the VMM, handshake, fetch the slot, map guest RAM. Rejects with
+   * PluginDisconnectedError when the VMM closes the connection first (it is shutting down, or it
+   * refused this plugin and logged why).
+   */
   static async connect(opts: ConnectOptions): Promise<Plugin> {
     const p = new Plugin(opts.name);
     const native = fdio();
@@ -121,8 +124,8 @@ export class Plugin {
     if (fd === undefined) {
       throw new Error(`${opts.name}: no VMM to attach to. Run it from tsvmm (--device), or pass a socket path / set TSVMM_PLUGIN_SOCKET to a tsvmm --plugin-socket path`);
     }
-    p.conn = new ControlConnection(fd, {
-      message: (m) => p.onMessage(m),
+    p.peer = new ControlPeer(fd, native, 'the VMM', {
+      command: (m) => p.onCommand(m),
       closed: (reason) => p.onClosed(reason),
     });
     await p.handshake();
@@ -138,29 +141,20 @@ export class Plugin {
     const slot = decodeSlot((await this.request(Command.GET_SLOT, new Uint8Array(0))).payload);
     if (typeof slot === 'string') throw new Error(slot);
     this.slot = slot;
-    // vfio-user's argsz rule: ask with the fixed size, learn the full size, ask again.
-    let argsz = MEMORY_MAP_FIXED;
-    for (let attempt = 0; attempt < 2; attempt++) {
-      const req = new Uint8Array(8);
-      new DataView(req.buffer).setUint32(0, argsz, true);
-      const reply = await this.request(Command.GET_MEMORY_MAP, req);
-      const map = decodeMemoryMapReply(reply.payload);
-      if (typeof map === 'string') throw new Error(map);
-      if (map.partial) {
-        reply.fds.forEach(closeQuietly);
-        argsz = map.argsz;
-        continue;
-      }
+    const { value: map, reply } = await this.peer.requestSized<MemoryMapReply>(Command.GET_MEMORY_MAP, MEMORY_MAP_FIXED, encodeMemoryMapRequest, (m) => {
+      const r = decodeMemoryMapReply(m.payload);
+      return typeof r === 'string' ? r : r.partial ? { argsz: r.argsz, complete: false } : { argsz: r.argsz, complete: true, value: r };
+    });
+    try {
       const regions = map.ram.map((r) => {
         const fd = reply.fds[r.fdIndex];
         if (fd === undefined) throw new Error(`memory map names fd ${r.fdIndex}, only ${reply.fds.length} sent`);
         return { guestPhys: r.guestPhys, bytes: new Uint8Array(this.native.mapFd(fd, r.fdOffset, r.size, (r.flags & RAM_WRITABLE) !== 0)) };
       });
-      reply.fds.forEach(closeQuietly); // the mappings keep the memory
       this.memory = new GuestRam(regions, map.reserved);
-      return;
+    } finally {
+      reply.fds.forEach(closeQuietly); // the mappings keep the memory
     }
-    throw new Error('the VMM keeps growing its memory map reply');
   }
 
   /** Register an ioregion in the slot. Rejects with PluginRequestError (EEXIST, EPERM, ...) when refused. */
@@ -168,12 +162,11 @@ export class Plugin {
     const userData = this.nextUserData++;
     const region: Region = { options, userData };
     const d = this.dispatchSocket();
-    const base = options.pio ? this.slot.pioBase : this.slot.mmioBase;
     const flags = (options.pio ? IoregionFlag.PIO : 0) | (options.posted ? IoregionFlag.POSTED_WRITES : 0);
     this.regions.set(userData, region);
     try {
       await this.request(Command.REGISTER_REGION, encodeIoregion({
-        guestPaddr: BigInt(base + options.offset), memorySize: BigInt(options.size), userData, readFd: 0, writeFd: 0, flags,
+        guestPaddr: this.address(options), memorySize: BigInt(options.size), userData, readFd: 0, writeFd: 0, flags,
       }), [d.vmmEnd]);
     } catch (e) {
       this.regions.delete(userData);
@@ -185,7 +178,7 @@ export class Plugin {
   async deregisterRegion(region: Region): Promise<void> {
     const o = region.options;
     await this.request(Command.REGISTER_REGION, encodeIoregion({
-      guestPaddr: BigInt((o.pio ? this.slot.pioBase : this.slot.mmioBase) + o.offset), memorySize: BigInt(o.size),
+      guestPaddr: this.address(o), memorySize: BigInt(o.size),
       userData: 0n, readFd: -1, writeFd: -1, flags: (o.pio ? IoregionFlag.PIO : 0) | IoregionFlag.DEASSIGN,
     }));
     this.regions.delete(region.userData);
@@ -194,11 +187,9 @@ export class Plugin {
   /** A doorbell the hypervisor signals without waking the VMM (KVM_IOEVENTFD on KVM). */
   async registerIoeventfd(options: IoeventfdOptions): Promise<Ioeventfd> {
     const fd = this.native.eventfd(0, true);
-    const base = options.pio ? this.slot.pioBase : this.slot.mmioBase;
-    const flags = (options.pio ? IoeventfdFlag.PIO : 0) | (options.datamatch !== undefined ? IoeventfdFlag.DATAMATCH : 0);
     try {
       await this.request(Command.REGISTER_IOEVENTFD, encodeIoeventfd({
-        datamatch: options.datamatch ?? 0n, addr: BigInt(base + options.offset), len: options.length, fd: 0, flags,
+        datamatch: options.datamatch ?? 0n, addr: this.address(options), len: options.length, fd: 0, flags: ioeventfdFlags(options),
       }), [fd]);
     } catch (e) {
       closeQuietly(fd);
@@ -217,8 +208,7 @@ export class Plugin {
   async deregisterIoeventfd(ev: Ioeventfd): Promise<void> {
     const o = ev.options;
     await this.request(Command.REGISTER_IOEVENTFD, encodeIoeventfd({
-      datamatch: o.datamatch ?? 0n, addr: BigInt((o.pio ? this.slot.pioBase : this.slot.mmioBase) + o.offset), len: o.length, fd: -1,
-      flags: (o.pio ? IoeventfdFlag.PIO : 0) | (o.datamatch !== undefined ? IoeventfdFlag.DATAMATCH : 0) | IoeventfdFlag.DEASSIGN,
+      datamatch: o.datamatch ?? 0n, addr: this.address(o), len: o.length, fd: -1, flags: ioeventfdFlags(o) | IoeventfdFlag.DEASSIGN,
     }));
     const i = this.ioeventfds.findIndex((x) => x.ev === ev);
     if (i >= 0) {
@@ -233,10 +223,13 @@ export class Plugin {
     if (this.irqHandle) return this.irqHandle;
     const m = await this.request(Command.GET_IRQFD, new Uint8Array(0));
     const fd = m.fds[0];
-    if (fd === undefined || m.payload.length !== 8) throw new Error('VMM sent a GET_IRQFD reply without an fd');
-    const gsi = new DataView(m.payload.buffer, m.payload.byteOffset, 8).getUint32(0, true);
+    const r = decodeIrqfdReply(m.payload);
+    if (fd === undefined || typeof r === 'string') {
+      m.fds.forEach(closeQuietly);
+      throw new Error(`VMM sent a bad GET_IRQFD reply: ${typeof r === 'string' ? r : 'no fd'}`);
+    }
     const native = this.native;
-    this.irqHandle = { gsi, fd, raise: () => native.eventfdWrite(fd, 1) };
+    this.irqHandle = { gsi: r.gsi, fd, raise: () => native.eventfdWrite(fd, 1) };
     return this.irqHandle;
   }
 
@@ -250,13 +243,13 @@ export class Plugin {
     if (this.vmmMinor < 1) return undefined;
     const m = await this.request(Command.GET_STATE, new Uint8Array(0));
     const fd = m.fds[0];
-    if (fd === undefined || m.payload.length !== STATE_REPLY_SIZE) throw new Error('VMM sent a GET_STATE reply without an fd');
     try {
-      const size = Number(new DataView(m.payload.buffer, m.payload.byteOffset, 8).getBigUint64(0, true));
-      if (!(size > 0 && size <= fstatSync(fd).size)) throw new Error(`VMM sent a GET_STATE size of ${size} for a smaller memfd`);
-      return new Uint8Array(this.native.mapFd(fd, 0, size, true));
+      const r = decodeStateReply(m.payload);
+      if (fd === undefined || typeof r === 'string') throw new Error(`VMM sent a bad GET_STATE reply: ${typeof r === 'string' ? r : 'no fd'}`);
+      if (r.size > fstatSync(fd).size) throw new Error(`VMM sent a GET_STATE size of ${r.size} for a smaller memfd`);
+      return new Uint8Array(this.native.mapFd(fd, 0, r.size, true));
     } finally {
-      closeQuietly(fd); // the mapping keeps the memory
+      m.fds.forEach(closeQuietly); // the mapping keeps the memory
     }
   }
 
@@ -267,49 +260,30 @@ export class Plugin {
 
   /** A line in the VMM's log, prefixed with this plugin's slot name. level: 0 error .. 3 debug. */
   log(text: string, level = 2): void {
-    const t = new TextEncoder().encode(text);
-    const p = new Uint8Array(LOG_FIXED + t.length);
-    new DataView(p.buffer).setUint32(0, level, true);
-    p.set(t, LOG_FIXED);
-    this.conn.send(buildMessage(this.nextId++ & 0xffff, Command.LOG, Flags.TYPE_COMMAND, p, { noReply: true }));
+    this.peer.notify(Command.LOG, encodeLog(level, text));
   }
 
   /** Guest console output (hvc0) for the VMM's console hub. */
   consoleWrite(bytes: Uint8Array): void {
-    for (let off = 0; off < bytes.length; off += 4096) {
-      const chunk = bytes.subarray(off, off + 4096);
-      const p = new Uint8Array(CONSOLE_FIXED + chunk.length);
-      new DataView(p.buffer).setUint32(0, CONSOLE_HVC0, true);
-      p.set(chunk, CONSOLE_FIXED);
-      this.conn.send(buildMessage(this.nextId++ & 0xffff, Command.CONSOLE_WRITE, Flags.TYPE_COMMAND, p, { noReply: true }));
-    }
+    this.peer.sendConsole(Command.CONSOLE_WRITE, CONSOLE_HVC0, bytes);
   }
 
   /** Low level: send a command and wait for its reply (rejects with PluginRequestError on an error reply). */
   request(command: number, payload: Uint8Array, fds: readonly number[] = []): Promise<Message> {
-    const id = this.nextId++ & 0xffff;
-    return new Promise<Message>((resolve, reject) => {
-      this.pending.set(id, { command, resolve, reject });
-      if (!this.conn.send(buildMessage(id, command, Flags.TYPE_COMMAND, payload, { fds: fds.length }), fds)) {
-        this.pending.delete(id);
-        reject(new Error(`${this.name}: not connected to the VMM`));
-      }
-    }).then((m) => {
-      if (m.header.flags & Flags.ERROR) {
-        m.fds.forEach(closeQuietly);
-        throw new PluginRequestError(command, m.header.error);
-      }
-      return m;
-    });
+    return this.peer.request(command, payload, fds);
   }
 
   /** Low level: send raw bytes on the control socket (tests, fuzzers). */
   sendRaw(bytes: Uint8Array, fds: readonly number[] = []): boolean {
-    return this.conn.send(bytes, fds);
+    return this.peer.sendRaw(bytes, fds);
   }
 
   close(reason = 'plugin closed its connection'): void {
-    this.conn.close(reason);
+    this.peer.close(reason);
+  }
+
+  private address(o: { pio?: boolean | undefined; offset: number }): bigint {
+    return BigInt((o.pio ? this.slot.pioBase : this.slot.mmioBase) + o.offset);
   }
 
   private dispatchSocket(): { vmmEnd: number; myEnd: number } {
@@ -324,6 +298,7 @@ export class Plugin {
 
   private readonly rec = new Uint8Array(64);
   private readonly recView = new DataView(this.rec.buffer);
+  private readonly cmd: DispatchCommand = { write: false, size: 0, wantResponse: false, userData: 0n, offset: 0, value: 0n };
   private readonly resp = new Uint8Array(DISPATCH_RECORD_SIZE);
   private readonly respView = new DataView(this.resp.buffer);
 
@@ -340,6 +315,7 @@ export class Plugin {
   }
 
   private serveRecords(d: { myEnd: number; watcher: Watcher }): void {
+    const c = this.cmd;
     for (;;) {
       const r = this.native.recvMsg(d.myEnd, this.rec);
       if (r.n < 0) return;
@@ -348,34 +324,27 @@ export class Plugin {
         d.watcher.close();
         return;
       }
-      if (r.n !== DISPATCH_RECORD_SIZE || r.messageTruncated) {
-        this.onDispatchError(`dispatch record of ${r.n} bytes ignored (must be 32)`);
+      if (r.messageTruncated || !decodeDispatchCommand(this.recView, r.n, c)) {
+        this.onDispatchError(`dispatch record of ${r.n} bytes ignored (must be a 32-byte read or write command)`);
         continue;
       }
-      const isWrite = this.rec[0] === 1;
-      const sizeExp = this.rec[1]! & 0xf;
-      const wantResp = (this.rec[1]! & DISPATCH_RESP_BIT) !== 0;
-      const userData = this.recView.getBigUint64(8, true);
-      const offset = Number(this.recView.getBigUint64(16, true));
-      const size = 1 << sizeExp;
       let value = 0n;
-      const region = this.regions.get(userData);
+      const region = this.regions.get(c.userData);
       try {
-        if (!region) throw new Error(`no region with user_data ${userData}`);
-        if (isWrite) {
+        if (!region) throw new Error(`no region with user_data ${c.userData}`);
+        if (c.write) {
           const doorbell = region.options.size === 0;
-          const v = this.recView.getBigUint64(24, true);
-          region.options.handler.write?.(doorbell ? 0 : offset, doorbell ? 0 : size, v);
+          region.options.handler.write?.(doorbell ? 0 : c.offset, doorbell ? 0 : c.size, c.value);
         } else {
-          const v = region.options.handler.read?.(offset, size) ?? 0n;
-          value = BigInt.asUintN(size * 8, BigInt(v));
+          const v = region.options.handler.read?.(c.offset, c.size) ?? 0n;
+          value = BigInt.asUintN(c.size * 8, BigInt(v));
         }
       } catch (e) {
-        this.onDispatchError(`${isWrite ? 'write' : 'read'} of ${size} bytes at offset 0x${offset.toString(16)}: ${(e as Error).message}`);
-        if (!isWrite) value = BigInt.asUintN(size * 8, -1n);
+        this.onDispatchError(`${c.write ? 'write' : 'read'} of ${c.size} bytes at offset 0x${c.offset.toString(16)}: ${(e as Error).message}`);
+        if (!c.write) value = BigInt.asUintN(c.size * 8, -1n);
       }
-      if (wantResp) {
-        this.respView.setBigUint64(0, value, true);
+      if (c.wantResponse) {
+        encodeDispatchResponse(value, this.respView);
         if (this.native.sendMsg(d.myEnd, this.resp) !== DISPATCH_RECORD_SIZE) {
           this.onDispatchError('could not send a dispatch response (socket full)');
         }
@@ -383,43 +352,30 @@ export class Plugin {
     }
   }
 
-  private onMessage(m: Message): void {
-    const { header } = m;
-    if ((header.flags & Flags.TYPE_MASK) === Flags.TYPE_REPLY) {
-      const p = this.pending.get(header.id);
-      if (!p || p.command !== header.command) {
-        m.fds.forEach(closeQuietly);
-        this.conn.close(`VMM sent reply ${header.id} that matches no request`);
-        return;
-      }
-      this.pending.delete(header.id);
-      p.resolve(m);
-      return;
-    }
+  private onCommand(m: Message): void {
     m.fds.forEach(closeQuietly);
-    switch (header.command) {
+    switch (m.header.command) {
       case Command.GET_REGION_IO_FDS: return this.onGetIoFds(m);
       case Command.RESET: return void this.answerAfter(m, this.onReset);
       case Command.SHUTDOWN: return void this.onShutdownRequest(m);
-      case Command.CONSOLE_INPUT:
-        if (m.payload.length >= CONSOLE_FIXED) this.onConsoleInput(m.payload.subarray(CONSOLE_FIXED));
+      case Command.CONSOLE_INPUT: {
+        const c = decodeConsole(m.payload);
+        if (typeof c !== 'string') this.onConsoleInput(c.bytes);
         return;
+      }
       default:
-        if (!(header.flags & Flags.NO_REPLY)) {
-          this.conn.send(buildMessage(header.id, header.command, Flags.TYPE_REPLY, new Uint8Array(0), { error: Errno.ENOSYS }));
-        }
+        this.peer.replyError(m, Errno.ENOSYS);
     }
   }
 
   private async answerAfter(m: Message, f: () => unknown): Promise<void> {
-    let errno = 0;
     try {
       await f();
+      this.peer.reply(m, new Uint8Array(0));
     } catch (e) {
       this.log(`${COMMAND_NAMES[m.header.command]} failed: ${(e as Error).message}`, 0);
-      errno = Errno.EIO;
+      this.peer.replyError(m, Errno.EIO);
     }
-    this.conn.send(buildMessage(m.header.id, m.header.command, Flags.TYPE_REPLY, new Uint8Array(0), { error: errno }));
   }
 
   private async onShutdownRequest(m: Message): Promise<void> {
@@ -435,15 +391,8 @@ export class Plugin {
 
   /** Describe our sub-regions (vfio-user GET_REGION_IO_FDS, argsz rule). */
   private onGetIoFds(m: Message): void {
-    const reply = (payload: Uint8Array, fds: number[] = [], error = 0): void => {
-      this.conn.send(buildMessage(m.header.id, m.header.command, Flags.TYPE_REPLY, payload, { fds: fds.length, error }), fds);
-    };
-    if (m.payload.length !== IO_FDS_FIXED) return reply(new Uint8Array(0), [], Errno.EINVAL);
-    const d = new DataView(m.payload.buffer, m.payload.byteOffset, IO_FDS_FIXED);
-    const argsz = d.getUint32(0, true);
-    if (d.getUint32(4, true) !== 0 || d.getUint32(8, true) !== 0 || d.getUint32(12, true) !== 0 || argsz < IO_FDS_FIXED) {
-      return reply(new Uint8Array(0), [], Errno.EINVAL);
-    }
+    const req = decodeIoFdsRequest(m.payload);
+    if (typeof req === 'string') return this.peer.replyError(m, Errno.EINVAL);
     const fds: number[] = [];
     const fdIndex = (fd: number) => (fds.includes(fd) ? fds.indexOf(fd) : fds.push(fd) - 1);
     const entries: IoFdEntry[] = [];
@@ -456,17 +405,14 @@ export class Plugin {
     for (const { ev } of this.ioeventfds) {
       entries.push({
         offset: BigInt(ev.options.offset), size: BigInt(ev.options.length), fdIndex: fdIndex(ev.fd), type: IoFdType.IOEVENTFD,
-        flags: (ev.options.pio ? IoeventfdFlag.PIO : 0) | (ev.options.datamatch !== undefined ? IoeventfdFlag.DATAMATCH : 0),
-        data: ev.options.datamatch ?? 0n,
+        flags: ioeventfdFlags(ev.options), data: ev.options.datamatch ?? 0n,
       });
     }
-    const { payload, full } = encodeIoFdsReply(entries, argsz);
-    reply(payload, full ? fds : []);
+    const { payload, full } = encodeIoFdsReply(entries, req.argsz);
+    this.peer.reply(m, payload, full ? fds : []);
   }
 
   private onClosed(reason: string): void {
-    for (const p of this.pending.values()) p.reject(new Error(`${this.name}: connection to the VMM closed: ${reason}`));
-    this.pending.clear();
     // Nothing can reach this device any more: let go of every fd and watcher, so a plugin with
     // no other work exits by itself (as it must when the VMM dies, docs/protocol.md §1).
     for (const { ev, watcher } of this.ioeventfds) {
@@ -483,4 +429,8 @@ export class Plugin {
     if (this.irqHandle) closeQuietly(this.irqHandle.fd);
     this.closedResolve(reason);
   }
+}
+
+function ioeventfdFlags(o: { pio?: boolean | undefined; datamatch?: bigint | undefined }): number {
+  return (o.pio ? IoeventfdFlag.PIO : 0) | (o.datamatch !== undefined ? IoeventfdFlag.DATAMATCH : 0);
 }

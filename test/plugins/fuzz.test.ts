@@ -13,7 +13,7 @@ import { fdio, DISPATCH_FAILED, DISPATCH_HANDLED, DISPATCH_MISS } from '../../de
 import { Plugin } from '../../devices/plugin-sdk/plugin.ts';
 import {
   buildMessage, Command, encodeIoeventfd, encodeIoregion, encodeVersion, Flags, PROTOCOL_MAJOR,
-} from '../../devices/plugin-sdk/protocol.ts';
+} from '../../wire/protocol.ts';
 import { builtinPluginArgv } from '../../vmm/regions/plugin-manager.ts';
 import { prng } from './support/prng.ts';
 import { startHarness, type Harness } from './support/harness.ts';

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
 import { fdio } from '../../devices/plugin-sdk/native.ts';
-import { Errno } from '../../devices/plugin-sdk/protocol.ts';
+import { Errno } from '../../wire/protocol.ts';
 import { buildMemoryMap, MiB } from '../../base/memory-map.ts';
 import { builtinPluginArgv, startPluginManager, type PluginManager } from '../../vmm/regions/plugin-manager.ts';
 import { startHarness, type Harness } from './support/harness.ts';

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { fdio } from '../../devices/plugin-sdk/native.ts';
 import { Plugin, PluginRequestError } from '../../devices/plugin-sdk/plugin.ts';
-import { Command, encodeIoeventfd, encodeIoregion, Errno, IoeventfdFlag, IoregionFlag } from '../../devices/plugin-sdk/protocol.ts';
+import { Command, encodeIoeventfd, encodeIoregion, Errno, IoeventfdFlag, IoregionFlag } from '../../wire/protocol.ts';
 import { IoBus } from '../../vmm/io-bus.ts';
 import { SLOT_STATE_SIZE } from '../../base/slots.ts';
 import type { PluginSlot } from '../../vmm/regions/plugin-manager.ts';

@@ -6,7 +6,7 @@
 // manager on the main thread fills it, this thread only reads it. Nothing crosses threads.
 import type { VcpuExit } from '../../hypervisors/backend.ts';
 import { DISPATCH_MISS, fdio } from '../../devices/plugin-sdk/native.ts';
-import { BUS_MMIO, BUS_PIO } from '../../devices/plugin-sdk/protocol.ts';
+import { BUS_MMIO, BUS_PIO } from '../../wire/protocol.ts';
 
 const native = fdio();
 

@@ -5,18 +5,18 @@
 // vCPU thread (KVM_IOEVENTFD / KVM_IRQFD). Anything malformed or out of order closes the
 // connection with the reason; the session then undoes everything the plugin registered.
 import { fstatSync, readlinkSync } from 'node:fs';
-import { ControlConnection, closeQuietly, type Message } from '../../devices/plugin-sdk/control-connection.ts';
+import { closeQuietly } from '../../wire/control-channel.ts';
+import { ControlPeer, type Message } from '../../wire/control-peer.ts';
 import { fdio } from '../../devices/plugin-sdk/native.ts';
 import {
-  BUS_MMIO, BUS_PIO, Command, COMMAND_NAMES, CONSOLE_FIXED, CONSOLE_HVC0, decodeIoeventfd, decodeIoFdsReply, decodeIoregion,
-  decodeVersion, encodeMemoryMapReply, encodeSlot, encodeVersion, Errno, ERRNO_NAMES, Flags, IOEVENTFD_SIZE, IOREGION_SIZE,
-  IoregionFlag, IoFdType, IO_FDS_FIXED, IRQFD_REPLY_SIZE, LOG_FIXED, MAX_MESSAGE_FDS, MAX_MESSAGE_SIZE, buildMessage,
-  IoeventfdFlag, PROTOCOL_MAJOR, PROTOCOL_MINOR, RAM_READABLE, RAM_WRITABLE, STATE_REPLY_SIZE, type IoFdEntry, type SlotInfo,
-} from '../../devices/plugin-sdk/protocol.ts';
+  BUS_MMIO, BUS_PIO, Command, COMMAND_NAMES, CONSOLE_HVC0, decodeConsole, decodeIoeventfd, decodeIoFdsReply, decodeIoregion,
+  decodeLog, decodeMemoryMapRequest, decodeVersion, encodeIoFdsRequest, encodeIrqfdReply, encodeMemoryMapReply, encodeSlot,
+  encodeStateReply, encodeVersion, Errno, ERRNO_NAMES, IoregionFlag, IoFdType, IO_FDS_FIXED, MAX_MESSAGE_FDS, MAX_MESSAGE_SIZE,
+  IoeventfdFlag, PROTOCOL_MAJOR, PROTOCOL_MINOR, RAM_READABLE, RAM_WRITABLE, type IoFdEntry, type SlotInfo,
+} from '../../wire/protocol.ts';
 import type { RegionOwner, RegionRegistry, RegistryEntry } from './registry.ts';
 
 const SOCK_SEQPACKET = 5;
-const MAX_ARGSZ = 1 << 20;
 
 /** The VM a plugin attaches to; known once the backend has created it. */
 export interface MachineWiring {
@@ -56,19 +56,15 @@ interface Applied {
   fd?: number;
 }
 
-type Pending = { command: number; resolve(m: Message): void; reject(e: Error): void };
-
 export class PluginSession {
   readonly owner: RegionOwner;
-  private readonly conn: ControlConnection;
+  private readonly peer: ControlPeer;
   private readonly native = fdio();
   private state: 'version' | 'active' | 'closed' = 'version';
   private queue: Promise<void> = Promise.resolve();
   private applied: Applied[] = [];
   private channels = new Map<number, number>(); // socket inode -> dispatch channel id
   private irqfd: { fd: number; watcher?: { close(): void } } | undefined;
-  private nextId = 1;
-  private pending = new Map<number, Pending>();
   private readyResolve!: () => void;
   private closedResolve!: (reason: string) => void;
   /** Resolves with the reason when the connection is gone. */
@@ -96,11 +92,8 @@ export class PluginSession {
     };
     this.ready = new Promise((resolve) => (this.readyResolve = resolve));
     this.closed = new Promise((resolve) => (this.closedResolve = resolve));
-    this.conn = new ControlConnection(fd, {
-      message: (m) => {
-        // Replies complete the VMM's own requests; they must not wait behind the command queue
-        // (a command handler may itself be waiting for a reply).
-        if ((m.header.flags & Flags.TYPE_MASK) === Flags.TYPE_REPLY) return this.onReply(m);
+    this.peer = new ControlPeer(fd, this.native, slot.name, {
+      command: (m) => {
         this.queue = this.queue.then(() => this.handle(m)).catch((e: unknown) => this.close(`internal error handling a message: ${(e as Error).message}`));
       },
       closed: (reason) => this.teardown(reason),
@@ -113,18 +106,16 @@ export class PluginSession {
   }
 
   close(reason: string): void {
-    this.conn.close(reason);
+    this.peer.close(reason);
+  }
+
+  /** The handshake is done: the VMM's own requests (RESET, SHUTDOWN, console input) reach the plugin. */
+  get isActive(): boolean {
+    return this.state === 'active';
   }
 
   consoleInput(bytes: Uint8Array): void {
-    if (this.state !== 'active') return;
-    for (let off = 0; off < bytes.length; off += 4096) {
-      const chunk = bytes.subarray(off, off + 4096);
-      const p = new Uint8Array(CONSOLE_FIXED + chunk.length);
-      new DataView(p.buffer).setUint32(0, CONSOLE_HVC0, true);
-      p.set(chunk, CONSOLE_FIXED);
-      this.conn.send(buildMessage(this.nextId++ & 0xffff, Command.CONSOLE_INPUT, Flags.TYPE_COMMAND, p, { noReply: true }));
-    }
+    if (this.state === 'active') this.peer.sendConsole(Command.CONSOLE_INPUT, CONSOLE_HVC0, bytes);
   }
 
   /** Ask the plugin to reset its device; resolves when it has. */
@@ -137,16 +128,12 @@ export class PluginSession {
     await this.request(Command.SHUTDOWN, new Uint8Array(0));
   }
 
-  private request(command: number, payload: Uint8Array): Promise<Message> {
-    if (this.state !== 'active') return Promise.reject(new Error(`${this.slot.name} is not connected`));
-    const id = this.nextId++ & 0xffff;
-    return new Promise<Message>((resolve, reject) => {
-      this.pending.set(id, { command, resolve, reject });
-      this.conn.send(buildMessage(id, command, Flags.TYPE_COMMAND, payload));
-    }).then((m) => {
-      if (m.header.flags & Flags.ERROR) throw new Error(`${this.slot.name} refused ${COMMAND_NAMES[command]}: ${ERRNO_NAMES[m.header.error] ?? m.header.error}`);
-      return m;
-    });
+  /** A request of the VMM's own; the plugin sends no fds with its replies, so any are closed. */
+  private async request(command: number, payload: Uint8Array): Promise<Message> {
+    if (this.state !== 'active') throw new Error(`${this.slot.name} has not finished its handshake`);
+    const m = await this.peer.request(command, payload);
+    m.fds.forEach(closeQuietly);
+    return m;
   }
 
   private async handle(m: Message): Promise<void> {
@@ -179,16 +166,6 @@ export class PluginSession {
     }
   }
 
-  private onReply(m: Message): void {
-    m.fds.forEach(closeQuietly);
-    if (this.state === 'closed') return;
-    const p = this.pending.get(m.header.id);
-    if (!p) return this.close(`protocol violation: reply ${m.header.id} to a request the VMM did not send`);
-    if (m.header.command !== p.command) return this.close(`protocol violation: reply ${m.header.id} is for command ${m.header.command}, the request was ${COMMAND_NAMES[p.command]}`);
-    this.pending.delete(m.header.id);
-    p.resolve(m);
-  }
-
   /** Commands that carry no fds and a fixed payload: anything else is malformed. */
   private expectSize(m: Message, size: number, fds = 0): boolean {
     if (m.payload.length === size && m.fds.length === fds) return true;
@@ -198,14 +175,12 @@ export class PluginSession {
   }
 
   private reply(m: Message, payload: Uint8Array, fds: readonly number[] = []): void {
-    if (m.header.flags & Flags.NO_REPLY) return;
-    this.conn.send(buildMessage(m.header.id, m.header.command, Flags.TYPE_REPLY, payload, { fds: fds.length }), fds);
+    this.peer.reply(m, payload, fds);
   }
 
   private replyError(m: Message, errno: number, why?: string): void {
     if (why) this.host.log(`${this.slot.name}: ${COMMAND_NAMES[m.header.command] ?? m.header.command} refused with ${ERRNO_NAMES[errno]}: ${why}`);
-    if (m.header.flags & Flags.NO_REPLY) return;
-    this.conn.send(buildMessage(m.header.id, m.header.command, Flags.TYPE_REPLY, new Uint8Array(0), { error: errno }));
+    this.peer.replyError(m, errno);
   }
 
   private async onVersion(m: Message): Promise<void> {
@@ -242,11 +217,10 @@ export class PluginSession {
   private async onMemoryMap(m: Message): Promise<void> {
     if (!this.expectSize(m, 8)) return;
     const machine = await this.host.machine();
-    const d = new DataView(m.payload.buffer, m.payload.byteOffset, 8);
-    const argsz = d.getUint32(0, true);
-    if (d.getUint32(4, true) !== 0 || argsz < 16 || argsz > MAX_ARGSZ) return this.replyError(m, Errno.EINVAL, `argsz ${argsz} / flags`);
+    const req = decodeMemoryMapRequest(m.payload);
+    if (typeof req === 'string') return this.replyError(m, Errno.EINVAL, req);
     const ram = machine.ram.map((r, i) => ({ guestPhys: r.guestPhys, size: r.size, fdOffset: 0, fdIndex: i, flags: RAM_READABLE | RAM_WRITABLE }));
-    const { payload, full } = encodeMemoryMapReply(ram, this.host.reserved, argsz);
+    const { payload, full } = encodeMemoryMapReply(ram, this.host.reserved, req.argsz);
     this.reply(m, payload, full ? machine.ram.map((r) => r.fd) : []);
   }
 
@@ -275,30 +249,26 @@ export class PluginSession {
         return this.replyError(m, Errno.EIO, (e as Error).message);
       }
     }
-    const p = new Uint8Array(IRQFD_REPLY_SIZE);
-    new DataView(p.buffer).setUint32(0, this.slot.irq, true);
-    this.reply(m, p, [this.irqfd.fd]);
+    this.reply(m, encodeIrqfdReply(this.slot.irq), [this.irqfd.fd]);
   }
 
   private onState(m: Message): void {
-    const p = new Uint8Array(STATE_REPLY_SIZE);
-    new DataView(p.buffer).setBigUint64(0, BigInt(this.host.state.size), true);
-    this.reply(m, p, [this.host.state.fd]);
+    this.reply(m, encodeStateReply(this.host.state.size), [this.host.state.fd]);
   }
 
   private async onRegion(m: Message): Promise<void> {
-    if (m.payload.length !== IOREGION_SIZE || m.fds.length > 2) {
+    const r = decodeIoregion(m.payload);
+    if (typeof r === 'string' || m.fds.length > 2) {
       m.fds.forEach(closeQuietly);
       return this.close(`malformed REGISTER_REGION: ${m.payload.length} bytes and ${m.fds.length} fds (64 bytes and at most 2 fds)`);
     }
-    const r = decodeIoregion(m.payload);
     const fds = m.fds;
     const done = (errno: number, why?: string) => {
       fds.forEach(closeQuietly);
       if (errno) this.replyError(m, errno, why);
       else this.reply(m, new Uint8Array(0));
     };
-    if (m.payload.subarray(36).some((b) => b !== 0)) return done(Errno.EINVAL, 'pad bytes are not zero');
+    if (!r.padded) return done(Errno.EINVAL, 'pad bytes are not zero');
     if (r.flags & IoregionFlag.DEASSIGN) {
       const res = this.host.registry.ioregion(this.owner, r);
       if (!res.ok) return done(res.errno, res.message);
@@ -330,18 +300,18 @@ export class PluginSession {
   }
 
   private async onIoeventfd(m: Message): Promise<void> {
-    if (m.payload.length !== IOEVENTFD_SIZE || m.fds.length > 1) {
+    const r = decodeIoeventfd(m.payload);
+    if (typeof r === 'string' || m.fds.length > 1) {
       m.fds.forEach(closeQuietly);
       return this.close(`malformed REGISTER_IOEVENTFD: ${m.payload.length} bytes and ${m.fds.length} fds (64 bytes and at most 1 fd)`);
     }
-    const r = decodeIoeventfd(m.payload);
     const fds = m.fds;
     const done = (errno: number, why?: string) => {
       fds.forEach(closeQuietly);
       if (errno) this.replyError(m, errno, why);
       else this.reply(m, new Uint8Array(0));
     };
-    if (m.payload.subarray(28).some((b) => b !== 0)) return done(Errno.EINVAL, 'pad bytes are not zero');
+    if (!r.padded) return done(Errno.EINVAL, 'pad bytes are not zero');
     const machine = await this.host.machine();
     if (this.state === 'closed') return done(0);
     const res = this.host.registry.ioeventfd(this.owner, r);
@@ -391,10 +361,13 @@ export class PluginSession {
     // Cross-check the plugin's own description of its slot (vfio-user's GET_REGION_IO_FDS,
     // argsz rule: ask with the fixed size, learn the full size, ask again).
     try {
-      const probe = await this.ioFds(IO_FDS_FIXED);
-      const full = probe.count === 0 ? probe : await this.ioFds(probe.argsz);
+      const { value: entries, reply } = await this.peer.requestSized<IoFdEntry[]>(Command.GET_REGION_IO_FDS, IO_FDS_FIXED, encodeIoFdsRequest, (m) => {
+        const r = decodeIoFdsReply(m.payload);
+        return typeof r === 'string' ? r : r.entries.length < r.count ? { argsz: r.argsz, complete: false } : { argsz: r.argsz, complete: true, value: r.entries };
+      });
+      reply.fds.forEach(closeQuietly); // the VMM knows its fds already; it only checks the description
       const mine = this.host.registry.list(this.owner);
-      for (const e of full.entries) {
+      for (const e of entries) {
         const kind = e.type === IoFdType.IOREGIONFD ? 'ioregion' : 'ioeventfd';
         const pio = e.flags & (kind === 'ioregion' ? IoregionFlag.PIO : IoeventfdFlag.PIO);
         const base = pio ? this.slot.pioBase : this.slot.mmioBase;
@@ -409,28 +382,19 @@ export class PluginSession {
     this.readyResolve();
   }
 
-  private async ioFds(argsz: number): Promise<{ argsz: number; count: number; entries: IoFdEntry[] }> {
-    const req = new Uint8Array(16);
-    new DataView(req.buffer).setUint32(0, argsz, true);
-    const m = await this.request(Command.GET_REGION_IO_FDS, req);
-    const r = decodeIoFdsReply(m.payload);
-    if (typeof r === 'string') throw new Error(r);
-    return r;
-  }
-
   private onLog(m: Message): void {
     m.fds.forEach(closeQuietly);
-    if (m.payload.length < LOG_FIXED) return this.close('malformed LOG: shorter than 8 bytes');
-    const text = new TextDecoder().decode(m.payload.subarray(LOG_FIXED)).replace(/[\x00-\x08\x0b-\x1f\x7f]/g, '?').slice(0, 4096);
-    this.host.log(`${this.slot.name}: ${text}`);
+    const log = decodeLog(m.payload);
+    if (typeof log === 'string') return this.close(`malformed LOG: ${log}`);
+    this.host.log(`${this.slot.name}: ${log.text}`);
   }
 
   private onConsoleWrite(m: Message): void {
     m.fds.forEach(closeQuietly);
-    if (m.payload.length < CONSOLE_FIXED) return this.close('malformed CONSOLE_WRITE: shorter than 8 bytes');
-    const console = new DataView(m.payload.buffer, m.payload.byteOffset, 4).getUint32(0, true);
-    if (console !== CONSOLE_HVC0) return this.replyError(m, Errno.EINVAL, `unknown console ${console}`);
-    this.host.consoleOutput('hvc0', m.payload.subarray(CONSOLE_FIXED));
+    const c = decodeConsole(m.payload);
+    if (typeof c === 'string') return this.close(`malformed CONSOLE_WRITE: ${c}`);
+    if (c.console !== CONSOLE_HVC0) return this.replyError(m, Errno.EINVAL, `unknown console ${c.console}`);
+    this.host.consoleOutput('hvc0', c.bytes);
   }
 
   /** Undo everything this plugin registered; its slot's accesses then read all-ones. */
@@ -438,8 +402,6 @@ export class PluginSession {
     if (this.state === 'closed') return;
     this.state = 'closed';
     this.closeReason = reason;
-    for (const p of this.pending.values()) p.reject(new Error(`connection closed: ${reason}`));
-    this.pending.clear();
     for (const e of this.host.registry.removeOwner(this.owner)) {
       const a = this.applied.find((x) => x.entry === e);
       if (e.kind === 'ioregion') this.native.ioregionRemove(e.id);

@@ -6,7 +6,7 @@
 // applies what the registry accepts.
 import type { IoBus } from '../io-bus.ts';
 import type { MmioDevice, PioDevice } from '../../devices/device.ts';
-import { Errno, IoeventfdFlag, IoregionFlag } from '../../devices/plugin-sdk/protocol.ts';
+import { Errno, IoeventfdFlag, IoregionFlag } from '../../wire/protocol.ts';
 
 export type Bus = 'mmio' | 'pio';
 

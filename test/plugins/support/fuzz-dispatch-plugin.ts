@@ -3,7 +3,7 @@
 // posted write, stays silent, or closes the socket. Used by fuzz.test.ts; argv: <seed> <fault %>.
 import { Plugin } from '../../../devices/plugin-sdk/plugin.ts';
 import { fdio } from '../../../devices/plugin-sdk/native.ts';
-import { Command, encodeIoregion, IoregionFlag } from '../../../devices/plugin-sdk/protocol.ts';
+import { Command, encodeIoregion, IoregionFlag } from '../../../wire/protocol.ts';
 import { prng } from './prng.ts';
 
 const rnd = prng(Number(process.argv[2] ?? 1));

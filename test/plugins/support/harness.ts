@@ -3,7 +3,7 @@
 // vCPU thread makes them (the native dispatch table). Interrupts arrive through the manager's
 // raiseIrq path (the interpreter's path), so tests can wait for them.
 import { fdio, DISPATCH_MISS } from '../../../devices/plugin-sdk/native.ts';
-import { BUS_MMIO, BUS_PIO } from '../../../devices/plugin-sdk/protocol.ts';
+import { BUS_MMIO, BUS_PIO } from '../../../wire/protocol.ts';
 import { GuestMemory } from '../../../base/guest-memory.ts';
 import { buildMemoryMap, MiB } from '../../../base/memory-map.ts';
 import { startPluginManager, type PluginManager, type PluginManagerOptions } from '../../../vmm/regions/plugin-manager.ts';

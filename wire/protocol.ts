@@ -1,6 +1,8 @@
 // The tsvmm plugin protocol, as constants and byte layouts (docs/protocol.md is the spec; this
-// file must agree with it). Shared by the VMM (vmm/regions/) and the plugin SDK so both ends
-// encode and decode with the same code. Everything is little-endian.
+// file must agree with it). Every payload and the 32-byte dispatch record is encoded and decoded
+// here, and nowhere else: the VMM's plugin host (vmm/plugins/) and the plugin SDK
+// (devices/plugin-sdk/) read no raw offsets. Decoders of what a peer sent validate and return a
+// string naming the problem instead of throwing. Everything is little-endian.
 
 export const PROTOCOL_MAJOR = 1;
 export const PROTOCOL_MINOR = 1;
@@ -159,6 +161,9 @@ export function decodeSlot(p: Uint8Array): SlotInfo | string {
 
 /** GET_MEMORY_MAP: request {argsz, flags}; reply {argsz, flags, nr_ram, nr_reserved, ram[], reserved[]}. */
 export const MEMORY_MAP_FIXED = 16;
+export const MEMORY_MAP_REQUEST_SIZE = 8;
+/** The largest argsz either side accepts in a request (vfio-user's rule, bounded). */
+export const MAX_ARGSZ = 1 << 20;
 export const RAM_ENTRY_SIZE = 32;
 export const RESERVED_ENTRY_SIZE = 16;
 export const RAM_READABLE = 1;
@@ -178,6 +183,21 @@ export interface MemoryMapReply {
   reserved: { start: number; size: number }[];
   /** The reply carried only the fixed part: the request's argsz was too small. */
   partial: boolean;
+}
+
+export function encodeMemoryMapRequest(argsz: number): Uint8Array {
+  const out = new Uint8Array(MEMORY_MAP_REQUEST_SIZE);
+  view(out).setUint32(0, argsz, true);
+  return out;
+}
+
+export function decodeMemoryMapRequest(p: Uint8Array): { argsz: number } | string {
+  if (p.length !== MEMORY_MAP_REQUEST_SIZE) return `GET_MEMORY_MAP request is ${p.length} bytes, expected ${MEMORY_MAP_REQUEST_SIZE}`;
+  const d = view(p);
+  const argsz = d.getUint32(0, true);
+  if (d.getUint32(4, true) !== 0) return `GET_MEMORY_MAP flags 0x${d.getUint32(4, true).toString(16)} are not 0`;
+  if (argsz < MEMORY_MAP_FIXED || argsz > MAX_ARGSZ) return `GET_MEMORY_MAP argsz ${argsz} is outside ${MEMORY_MAP_FIXED}..${MAX_ARGSZ}`;
+  return { argsz };
 }
 
 export function encodeMemoryMapReply(ram: readonly RamEntry[], reserved: readonly { start: number; size: number }[], clientArgsz: number): { payload: Uint8Array; full: boolean } {
@@ -235,8 +255,32 @@ export function decodeMemoryMapReply(p: Uint8Array): MemoryMapReply | string {
 /** GET_IRQFD reply: u32 gsi, u32 flags; one fd. */
 export const IRQFD_REPLY_SIZE = 8;
 
+export function encodeIrqfdReply(gsi: number): Uint8Array {
+  const out = new Uint8Array(IRQFD_REPLY_SIZE);
+  view(out).setUint32(0, gsi, true);
+  return out;
+}
+
+export function decodeIrqfdReply(p: Uint8Array): { gsi: number } | string {
+  if (p.length !== IRQFD_REPLY_SIZE) return `GET_IRQFD reply is ${p.length} bytes, expected ${IRQFD_REPLY_SIZE}`;
+  return { gsi: view(p).getUint32(0, true) };
+}
+
 /** GET_STATE reply (protocol 1.1): u64 size of the slot's state memfd; one fd. */
 export const STATE_REPLY_SIZE = 8;
+
+export function encodeStateReply(size: number): Uint8Array {
+  const out = new Uint8Array(STATE_REPLY_SIZE);
+  view(out).setBigUint64(0, BigInt(size), true);
+  return out;
+}
+
+export function decodeStateReply(p: Uint8Array): { size: number } | string {
+  if (p.length !== STATE_REPLY_SIZE) return `GET_STATE reply is ${p.length} bytes, expected ${STATE_REPLY_SIZE}`;
+  const size = view(p).getBigUint64(0, true);
+  if (size === 0n || size > BigInt(Number.MAX_SAFE_INTEGER)) return `GET_STATE size ${size} is not a usable size`;
+  return { size: Number(size) };
+}
 
 /** REGISTER_REGION payload: struct kvm_ioregion (64 bytes), fds are indexes into the message's fds. */
 export const IOREGION_SIZE = 64;
@@ -251,6 +295,9 @@ export interface Ioregion {
   flags: number;
 }
 
+/** Where struct kvm_ioregion's pad bytes start (they must be zero). */
+const IOREGION_PAD = 36;
+
 export function encodeIoregion(r: Ioregion): Uint8Array {
   const out = new Uint8Array(IOREGION_SIZE);
   const d = new DataView(out.buffer);
@@ -263,11 +310,14 @@ export function encodeIoregion(r: Ioregion): Uint8Array {
   return out;
 }
 
-export function decodeIoregion(p: Uint8Array): Ioregion {
+/** `padded`: the pad bytes are zero, as they must be (otherwise the registration is refused with EINVAL). */
+export function decodeIoregion(p: Uint8Array): (Ioregion & { padded: boolean }) | string {
+  if (p.length !== IOREGION_SIZE) return `REGISTER_REGION payload is ${p.length} bytes, expected ${IOREGION_SIZE}`;
   const d = view(p);
   return {
     guestPaddr: d.getBigUint64(0, true), memorySize: d.getBigUint64(8, true), userData: d.getBigUint64(16, true),
     readFd: d.getInt32(24, true), writeFd: d.getInt32(28, true), flags: d.getUint32(32, true),
+    padded: p.subarray(IOREGION_PAD).every((b) => b === 0),
   };
 }
 
@@ -283,6 +333,9 @@ export interface IoeventfdReg {
   flags: number;
 }
 
+/** Where struct kvm_ioeventfd's pad bytes start (they must be zero). */
+const IOEVENTFD_PAD = 28;
+
 export function encodeIoeventfd(r: IoeventfdReg): Uint8Array {
   const out = new Uint8Array(IOEVENTFD_SIZE);
   const d = new DataView(out.buffer);
@@ -294,11 +347,14 @@ export function encodeIoeventfd(r: IoeventfdReg): Uint8Array {
   return out;
 }
 
-export function decodeIoeventfd(p: Uint8Array): IoeventfdReg {
+/** `padded`: the pad bytes are zero, as they must be (otherwise the registration is refused with EINVAL). */
+export function decodeIoeventfd(p: Uint8Array): (IoeventfdReg & { padded: boolean }) | string {
+  if (p.length !== IOEVENTFD_SIZE) return `REGISTER_IOEVENTFD payload is ${p.length} bytes, expected ${IOEVENTFD_SIZE}`;
   const d = view(p);
   return {
     datamatch: d.getBigUint64(0, true), addr: d.getBigUint64(8, true), len: d.getUint32(16, true),
     fd: d.getInt32(20, true), flags: d.getUint32(24, true),
+    padded: p.subarray(IOEVENTFD_PAD).every((b) => b === 0),
   };
 }
 
@@ -319,6 +375,21 @@ export interface IoFdEntry {
   flags: number;
   /** datamatch for IOEVENTFD, user_data for IOREGIONFD. */
   data: bigint;
+}
+
+export function encodeIoFdsRequest(argsz: number): Uint8Array {
+  const out = new Uint8Array(IO_FDS_FIXED);
+  view(out).setUint32(0, argsz, true);
+  return out;
+}
+
+export function decodeIoFdsRequest(p: Uint8Array): { argsz: number } | string {
+  if (p.length !== IO_FDS_FIXED) return `GET_REGION_IO_FDS request is ${p.length} bytes, expected ${IO_FDS_FIXED}`;
+  const d = view(p);
+  const argsz = d.getUint32(0, true);
+  if (d.getUint32(4, true) !== 0 || d.getUint32(8, true) !== 0 || d.getUint32(12, true) !== 0) return 'GET_REGION_IO_FDS flags, index and count must be 0';
+  if (argsz < IO_FDS_FIXED || argsz > MAX_ARGSZ) return `GET_REGION_IO_FDS argsz ${argsz} is outside ${IO_FDS_FIXED}..${MAX_ARGSZ}`;
+  return { argsz };
 }
 
 export function encodeIoFdsReply(entries: readonly IoFdEntry[], clientArgsz: number): { payload: Uint8Array; full: boolean } {
@@ -366,15 +437,89 @@ export function decodeIoFdsReply(p: Uint8Array): { argsz: number; count: number;
 /** CONSOLE_WRITE / CONSOLE_INPUT: u32 console (0 = hvc0), u32 reserved, bytes. */
 export const CONSOLE_FIXED = 8;
 export const CONSOLE_HVC0 = 0;
+/** Console bytes per message: longer output is sent as several messages. */
+export const CONSOLE_CHUNK = 4096;
+
+/** One console message per CONSOLE_CHUNK bytes of `bytes`. */
+export function encodeConsole(console: number, bytes: Uint8Array): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  for (let off = 0; off < bytes.length; off += CONSOLE_CHUNK) {
+    const chunk = bytes.subarray(off, off + CONSOLE_CHUNK);
+    const p = new Uint8Array(CONSOLE_FIXED + chunk.length);
+    view(p).setUint32(0, console, true);
+    p.set(chunk, CONSOLE_FIXED);
+    out.push(p);
+  }
+  return out;
+}
+
+export function decodeConsole(p: Uint8Array): { console: number; bytes: Uint8Array } | string {
+  if (p.length < CONSOLE_FIXED) return `shorter than ${CONSOLE_FIXED} bytes`;
+  return { console: view(p).getUint32(0, true), bytes: p.subarray(CONSOLE_FIXED) };
+}
 
 /** LOG: u32 level (0 error, 1 warning, 2 info, 3 debug), u32 reserved, UTF-8 text. */
 export const LOG_FIXED = 8;
+/** Longest log text the VMM shows. */
+export const MAX_LOG_TEXT = 4096;
+
+export function encodeLog(level: number, text: string): Uint8Array {
+  const t = new TextEncoder().encode(text);
+  const p = new Uint8Array(LOG_FIXED + t.length);
+  view(p).setUint32(0, level, true);
+  p.set(t, LOG_FIXED);
+  return p;
+}
+
+/** The text is made printable (control characters other than tab and newline become '?') and bounded. */
+export function decodeLog(p: Uint8Array): { level: number; text: string } | string {
+  if (p.length < LOG_FIXED) return `shorter than ${LOG_FIXED} bytes`;
+  const text = new TextDecoder().decode(p.subarray(LOG_FIXED)).replace(/[\x00-\x08\x0b-\x1f\x7f]/g, '?').slice(0, MAX_LOG_TEXT);
+  return { level: view(p).getUint32(0, true), text };
+}
 
 // ---- Dispatch records (ioregionfd v3 wire format, 32 bytes each over SOCK_SEQPACKET) ----------
+// Command (VMM → plugin): u8 cmd (0 read, 1 write), u8 info (size exponent | RESP bit), u16 pad,
+// u32 pad, u64 user_data, u64 offset, u64 data. Response (plugin → VMM): u64 data, 24 bytes pad.
+// The VMM side encodes commands in C++ on the vCPU thread (native/src/ioregion/); this is the
+// same layout for the plugin SDK, decoded into a reused object: nothing is allocated per access.
 export const DISPATCH_RECORD_SIZE = 32;
 export const DISPATCH_CMD_READ = 0;
 export const DISPATCH_CMD_WRITE = 1;
 export const DISPATCH_RESP_BIT = 0x10;
+
+export interface DispatchCommand {
+  write: boolean;
+  /** Access size in bytes: 1, 2, 4 or 8. */
+  size: number;
+  /** The VMM waits for a response (reads, and writes to regions without POSTED_WRITES). */
+  wantResponse: boolean;
+  userData: bigint;
+  /** Offset inside the region (0 for a doorbell). */
+  offset: number;
+  /** The written value (writes); 0 for reads. */
+  value: bigint;
+}
+
+/** Decode one command record into `out`. False (and `out` untouched) when it is not 32 bytes or its cmd is unknown. */
+export function decodeDispatchCommand(record: DataView, length: number, out: DispatchCommand): boolean {
+  if (length !== DISPATCH_RECORD_SIZE) return false;
+  const cmd = record.getUint8(0);
+  if (cmd !== DISPATCH_CMD_READ && cmd !== DISPATCH_CMD_WRITE) return false;
+  const info = record.getUint8(1);
+  out.write = cmd === DISPATCH_CMD_WRITE;
+  out.size = 1 << (info & 0x3);
+  out.wantResponse = (info & DISPATCH_RESP_BIT) !== 0;
+  out.userData = record.getBigUint64(8, true);
+  out.offset = Number(record.getBigUint64(16, true));
+  out.value = out.write ? BigInt.asUintN(out.size * 8, record.getBigUint64(24, true)) : 0n;
+  return true;
+}
+
+/** The response record to a read (the value) or to a non-posted write (0), written into a reused 32-byte buffer. */
+export function encodeDispatchResponse(value: bigint, record: DataView): void {
+  record.setBigUint64(0, value, true);
+}
 
 /** Bus numbers used by the VMM's dispatch table. */
 export const BUS_MMIO = 0;

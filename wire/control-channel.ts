@@ -1,10 +1,10 @@
 // Framing for the control channel (a UNIX stream socket): splits the byte stream into
-// messages, pairs each with the fds it declares, and sends messages with their fds. Both the
-// VMM and the plugin SDK use it; it validates only the framing (docs/protocol.md §2) and leaves
-// payload rules to each side. A framing error closes the connection: with a stream socket there
-// is no way to find the next message boundary again.
+// messages, pairs each with the fds it declares, and sends messages with their fds. It validates
+// only the framing (docs/protocol.md §2); requests and replies are control-peer.ts's, payload
+// rules each end's. A framing error closes the connection: with a stream socket there is no way
+// to find the next message boundary again.
 import { closeSync } from 'node:fs';
-import { fdio, type Watcher } from './native.ts';
+import type { FdIo, Watcher } from './fd-io.ts';
 import { decodeHeader, fdCount, Flags, HEADER_SIZE, MAX_MESSAGE_FDS, MAX_MESSAGE_SIZE, type Header } from './protocol.ts';
 
 export interface Message {
@@ -14,21 +14,20 @@ export interface Message {
   fds: number[];
 }
 
-export interface ConnectionEvents {
+export interface ChannelEvents {
   message(m: Message): void;
   /** The connection is closed; `reason` says why (peer closed, framing error, local close). */
   closed(reason: string, byPeer: boolean): void;
 }
 
-export class ControlConnection {
-  private readonly native = fdio();
+export class ControlChannel {
   private readonly watcher: Watcher;
   private inbuf = new Uint8Array(2 * MAX_MESSAGE_SIZE);
   private inlen = 0;
   private pendingFds: number[] = [];
   private closedReason: string | undefined;
 
-  constructor(readonly fd: number, private readonly events: ConnectionEvents) {
+  constructor(readonly fd: number, private readonly native: FdIo, private readonly events: ChannelEvents) {
     this.native.setNonBlocking(fd, true);
     this.watcher = new this.native.Watcher(fd, () => this.onReadable());
     this.watcher.start(1);
