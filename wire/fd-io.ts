@@ -40,8 +40,10 @@ export interface FdIo {
   eventfdWrite(fd: number, value?: number | bigint): void;
   /** The counter (reset to 0), or -1 when it was 0 on a non-blocking eventfd. */
   eventfdRead(fd: number): number;
-  /** MAP_SHARED mapping of `fd` as an ArrayBuffer, unmapped when collected. */
+  /** MAP_SHARED mapping of `fd` as an ArrayBuffer (at most 4 GiB); unmapped by unmap() or when collected. */
   mapFd(fd: number, offset: number, size: number, writable: boolean): ArrayBuffer;
+  /** Unmaps a mapFd() buffer and detaches it: its views become empty, never dangling. */
+  unmap(buffer: ArrayBuffer): void;
   closeFd(fd: number): void;
   Watcher: new (fd: number, callback: (events: number, error?: string) => void) => Watcher;
 }

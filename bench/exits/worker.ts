@@ -63,7 +63,7 @@ function measure({ workload, loop, iterations, imagePath }: BenchRequest): Bench
     bus.addPio(DONE_PORT, 1, new Done(control));
     bus.addMmio(MMIO_ADDRESS, 0x1000, counter);
     if (workload === 'ioeventfd') {
-      doorbell = addon.eventfdCreate(0, true);
+      doorbell = addon.eventfd(0, true);
       guest.vm.assignIoeventfd({ address: DOORBELL_PORT, length: 1, pio: true, fd: doorbell });
     }
     const hooks = { control, takeInput() {}, takeInterrupts: () => {},
@@ -78,7 +78,7 @@ function measure({ workload, loop, iterations, imagePath }: BenchRequest): Bench
     if (accesses !== iterations) throw new Error(`the ${workload} guest made ${accesses} accesses, expected ${iterations}`);
     return { exits: counter.count + 1, seconds };
   } finally {
-    if (doorbell >= 0) addon.close(doorbell);
+    if (doorbell >= 0) addon.closeFd(doorbell);
     guest.destroy();
   }
 }

@@ -21,7 +21,7 @@ import {
   COMMAND_NAMES,
 } from '../../wire/protocol.ts';
 import { GuestRam } from './guest-ram.ts';
-import { fdio } from './native.ts';
+import { deviceFdIo } from '../../native/device.ts';
 
 export interface RegionHandler {
   /** A guest read of `size` bytes at `offset` (relative to the region). Must return promptly. */
@@ -82,7 +82,7 @@ export interface ConnectOptions {
 }
 
 export class Plugin {
-  private readonly native = fdio();
+  private readonly native = deviceFdIo();
   private peer!: ControlPeer;
   private regions = new Map<bigint, Region>();
   private ioeventfds: { ev: Ioeventfd; watcher: Watcher }[] = [];
@@ -113,7 +113,7 @@ export class Plugin {
    */
   static async connect(opts: ConnectOptions): Promise<Plugin> {
     const p = new Plugin(opts.name);
-    const native = fdio();
+    const native = deviceFdIo();
     let fd = opts.fd;
     if (fd === undefined && opts.socketPath) fd = native.connectUnix(opts.socketPath);
     if (fd === undefined && process.env.TSVMM_PLUGIN_FD) {

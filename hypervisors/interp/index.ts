@@ -15,7 +15,7 @@ import {
   ExitReason, type Capabilities, type CpuidEntry, type Hypervisor, type IoeventfdSpec, type KickToken, type RamRegion,
   type Regs, type Segment, type Sregs, type Vcpu, type VcpuExit, type Vm, type VmConfig,
 } from '../backend.ts';
-import { fdio, sharedGuestRam } from '../../devices/plugin-sdk/native.ts';
+import { sharedGuestRam, vmmNative } from '../../native/vmm.ts';
 import { Cpu, EXIT_IO, EXIT_MMIO } from './cpu.ts';
 import { Executor, type InterruptSource } from './exec.ts';
 import { InterpPlatform, TSC_KHZ } from './platform.ts';
@@ -115,7 +115,7 @@ export class InterpVm implements Vm {
   destroy(): void {
     this.vcpus.length = 0;
     // The mapping lives on with `memory` until it is collected; the fd is not needed by us.
-    fdio().closeFd(this.ramFd);
+    vmmNative().closeFd(this.ramFd);
   }
 }
 

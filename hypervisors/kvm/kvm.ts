@@ -73,11 +73,11 @@ export function openKvm(options: OpenKvmOptions = {}): KvmHypervisor {
     fd = addon.openDevice(path);
     const version = addon.getApiVersion(fd);
     if (version !== addon.constants.KVM_API_VERSION) {
-      addon.close(fd);
+      addon.closeFd(fd);
       throw new KvmUnavailableError(`${path} speaks KVM API version ${version}; tsvmm needs ${addon.constants.KVM_API_VERSION}`);
     }
     if (addon.checkExtension(fd, KvmCap.immediateExit) === 0) {
-      addon.close(fd);
+      addon.closeFd(fd);
       throw new KvmUnavailableError(`this kernel's KVM lacks KVM_CAP_IMMEDIATE_EXIT (Linux 4.11+), which tsvmm needs to stop vCPUs`);
     }
     deviceFds.set(path, fd);
@@ -141,9 +141,9 @@ export class KvmVm implements Vm {
     const fd = this.addon.memfdCreate(`tsvmm-ram@${guestPhys.toString(16)}`, size);
     let buffer: ArrayBuffer;
     try {
-      buffer = this.addon.mapFd(fd, size, true);
+      buffer = this.addon.mapFd(fd, 0, size, true);
     } catch (e) {
-      this.addon.close(fd);
+      this.addon.closeFd(fd);
       throw e;
     }
     const bytes = new Uint8Array(buffer);
@@ -201,9 +201,9 @@ export class KvmVm implements Vm {
     for (const vcpu of this.vcpus) vcpu.destroy();
     this.vcpus.clear();
     // The VM fd first: KVM then drops its references to guest RAM before we unmap it.
-    this.addon.close(this.fd);
+    this.addon.closeFd(this.fd);
     for (const buffer of this.ramBuffers) this.addon.unmap(buffer);
-    for (const region of this.ram) this.addon.close(region.fd);
+    for (const region of this.ram) this.addon.closeFd(region.fd);
     this.ramBuffers.length = 0;
   }
 

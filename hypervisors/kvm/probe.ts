@@ -9,7 +9,7 @@
 // so it never hangs. It runs on the calling thread (a short, bounded KVM_RUN).
 import { ExitReason, ExitReasonName, type Regs, type Segment, type Sregs } from '../backend.ts';
 import { KVM_IDENTITY_MAP, KVM_TSS } from '../../base/memory-map.ts';
-import { isKvmError, KvmAddonMissingError } from './addon.ts';
+import { isNativeError, NativeModuleMissingError } from '../../native/vmm.ts';
 import { KvmUnavailableError, openKvm, type KvmHypervisor, type KvmVcpu } from './kvm.ts';
 
 export interface ProbeResult {
@@ -69,8 +69,8 @@ function runProbe(path: string): ProbeResult {
   try {
     hypervisor = openKvm({ path, nativeKernelMode: false });
   } catch (e) {
-    if (e instanceof KvmAddonMissingError || e instanceof KvmUnavailableError) return unavailable(e.message);
-    if (isKvmError(e) && e.syscall.startsWith('open')) {
+    if (e instanceof NativeModuleMissingError || e instanceof KvmUnavailableError) return unavailable(e.message);
+    if (isNativeError(e) && e.syscall.startsWith('open')) {
       if (e.code === 'ENOENT') {
         return unavailable(`${path} does not exist: this host offers no KVM (enable virtualization in the firmware and load ` +
           'kvm_intel or kvm_amd, or run on a VM with nested virtualization)');

@@ -24,7 +24,7 @@ const fds: number[] = [];
 afterEach(() => {
   guest?.destroy();
   guest = undefined;
-  for (const fd of fds.splice(0)) loadKvmAddon().close(fd);
+  for (const fd of fds.splice(0)) loadKvmAddon().closeFd(fd);
 });
 
 /** ICW1-4 for both 8259s (vectors PIC_BASE.., cascade on IRQ 2), then only `irq` unmasked. */
@@ -90,7 +90,7 @@ function runScenario(s: Scenario, timeoutMs = 10_000): { vector: number; handler
 
 function irqfd(g: TestGuest, gsi: number): number {
   const addon = loadKvmAddon();
-  const fd = addon.eventfdCreate(0);
+  const fd = addon.eventfd(0);
   fds.push(fd);
   g.vm.assignIrqfd(fd, gsi);
   return fd;

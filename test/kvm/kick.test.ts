@@ -55,7 +55,7 @@ describe.skipIf(skip)('kicking a vCPU', () => {
 
     // The guest's RAM, mapped again here from its memfd: what device processes will do.
     const addon = loadKvmAddon();
-    const ram = addon.mapFd(ready.ramFd, ready.ramSize, false);
+    const ram = addon.mapFd(ready.ramFd, 0, ready.ramSize, false);
     const counter = new Uint32Array(ram, ready.counter, 1);
     try {
       for (let round = 0; round < rounds; round++) {

@@ -5,12 +5,12 @@ import { existsSync, statSync } from 'node:fs';
 import { expect, test } from 'vitest';
 import { probeKvm } from '../../hypervisors/kvm/probe.ts';
 import type { ProbeResult } from '../../hypervisors/kvm/probe.ts';
-import { ADDON_PATH } from '../../hypervisors/kvm/addon.ts';
+import { VMM_MODULE_PATH } from '../../native/vmm.ts';
 import { NOBODY, REPO as repo, nobodySkipReason } from '../support/as-nobody.ts';
 
 
 function permissionSkipReason(): string | undefined {
-  if (!existsSync(ADDON_PATH)) return 'the KVM addon is not built';
+  if (!existsSync(VMM_MODULE_PATH)) return 'the native VMM module is not built';
   if (!existsSync('/dev/kvm')) return 'there is no /dev/kvm';
   if ((statSync('/dev/kvm').mode & 0o006) !== 0) return '/dev/kvm is open to everyone here';
   return nobodySkipReason();
@@ -19,7 +19,7 @@ function permissionSkipReason(): string | undefined {
 const permissionSkip = permissionSkipReason();
 if (permissionSkip) console.warn(`probe permission test skipped: ${permissionSkip}`);
 
-test.skipIf(!existsSync(ADDON_PATH))('a missing device is explained, not thrown', () => {
+test.skipIf(!existsSync(VMM_MODULE_PATH))('a missing device is explained, not thrown', () => {
   const p = probeKvm({ path: '/nonexistent/kvm' });
   expect(p).toMatchObject({ available: false, nativeKernelMode: false });
   expect(p.reason).toMatch(/^\/nonexistent\/kvm does not exist: this host offers no KVM/);

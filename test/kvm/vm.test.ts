@@ -2,7 +2,8 @@
 // register round trips, CPUID, guest RAM shared through its memfd, and the probe.
 import { afterEach, describe, expect, test } from 'vitest';
 import { ExitReason, type Regs } from '../../hypervisors/backend.ts';
-import { isKvmError, loadKvmAddon } from '../../hypervisors/kvm/addon.ts';
+import { loadKvmAddon } from '../../hypervisors/kvm/addon.ts';
+import { isNativeError } from '../../native/vmm.ts';
 import { openKvm } from '../../hypervisors/kvm/kvm.ts';
 import { probeKvm } from '../../hypervisors/kvm/probe.ts';
 import { enter64 } from '../../firmware/entry/index.ts';
@@ -51,7 +52,7 @@ describe.skipIf(skip)('KVM VM and vCPU', () => {
     // A second memory slot over the first one's guest range.
     const overlap = catchError(() => addon.setUserMemoryRegion(guest!.vm.fd, 7, 0, 0x1000, ram.subarray(0, 0x1000)));
     expect(overlap.message).toBe('KVM_SET_USER_MEMORY_REGION failed: EEXIST (File exists)');
-    expect(isKvmError(overlap) && [overlap.code, overlap.errno, overlap.syscall]).toEqual(['EEXIST', 17, 'KVM_SET_USER_MEMORY_REGION']);
+    expect(isNativeError(overlap) && [overlap.code, overlap.errno, overlap.syscall]).toEqual(['EEXIST', 17, 'KVM_SET_USER_MEMORY_REGION']);
     // A slot number beyond what KVM offers.
     expect(() => addon.setUserMemoryRegion(guest!.vm.fd, 0x7fff, 0, 0x1_0000_0000, ram.subarray(0, 0x1000)))
       .toThrow('KVM_SET_USER_MEMORY_REGION failed: EINVAL (Invalid argument)');
@@ -61,11 +62,11 @@ describe.skipIf(skip)('KVM VM and vCPU', () => {
     // The same vCPU id twice.
     expect(() => guest!.vm.createVcpu(0)).toThrow('KVM_CREATE_VCPU failed: EEXIST (File exists)');
     // A KVM ioctl on something that is not KVM.
-    const efd = addon.eventfdCreate();
+    const efd = addon.eventfd();
     try {
       expect(() => addon.checkExtension(efd, 0)).toThrow('KVM_CHECK_EXTENSION failed: ENOTTY (Inappropriate ioctl for device)');
     } finally {
-      addon.close(efd);
+      addon.closeFd(efd);
     }
     expect(() => openKvm({ path: '/nonexistent/kvm' })).toThrow('open /nonexistent/kvm failed: ENOENT (No such file or directory)');
   });
@@ -123,7 +124,7 @@ describe.skipIf(skip)('KVM VM and vCPU', () => {
     guest = new TestGuest({ mode: 'long64' });
     const addon = loadKvmAddon();
     const region = guest.vm.ram[0]!;
-    const other = new Uint8Array(addon.mapFd(region.fd, region.size, true));
+    const other = new Uint8Array(addon.mapFd(region.fd, 0, region.size, true));
     other.set([0x78, 0x56, 0x34, 0x12], GUEST.data); // the guest adds 1 and writes it to data+4
     guest.load(new Asm(64, GUEST.code).movImm(R.ebx, GUEST.data).load(R.eax, R.ebx, 4).inc(R.eax).store(R.ebx, R.eax, 4, 4).out(DONE_PORT, 1));
     guest.start(GUEST.code);

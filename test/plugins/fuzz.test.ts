@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
-import { fdio, DISPATCH_FAILED, DISPATCH_HANDLED, DISPATCH_MISS } from '../../devices/plugin-sdk/native.ts';
+import { DISPATCH_FAILED, DISPATCH_HANDLED, DISPATCH_MISS, vmmNative } from '../../native/vmm.ts';
 import { Plugin } from '../../devices/plugin-sdk/plugin.ts';
 import {
   buildMessage, Command, encodeIoeventfd, encodeIoregion, encodeVersion, Flags, PROTOCOL_MAJOR,
@@ -18,7 +18,7 @@ import { builtinPluginArgv } from '../../vmm/regions/plugin-manager.ts';
 import { prng } from './support/prng.ts';
 import { startHarness, type Harness } from './support/harness.ts';
 
-const native = fdio();
+const native = vmmNative();
 let dir: string;
 let h: Harness;
 beforeEach(() => {

@@ -5,7 +5,7 @@ import { afterEach, describe, expect, test } from 'vitest';
 import { ExitReason } from '../../hypervisors/backend.ts';
 import { openInterp } from '../../hypervisors/interp/index.ts';
 import { enter32 } from '../../firmware/entry/index.ts';
-import { fdio } from '../../devices/plugin-sdk/native.ts';
+import { vmmNative } from '../../native/vmm.ts';
 import { PROBE } from '../../devices/plugins/probe/layout.ts';
 import { GuestMemory } from '../../base/guest-memory.ts';
 import { buildMemoryMap, MiB } from '../../base/memory-map.ts';
@@ -26,7 +26,7 @@ afterEach(async () => {
 
 describe('plugin dispatch on the interpreter backend', () => {
   test('reads, writes, posted writes, a doorbell and an ioeventfd reach the probe plugin', async () => {
-    const native = fdio();
+    const native = vmmNative();
     // The interpreter's RAM is its own SharedArrayBuffer; the probe does no DMA, so the plugin
     // gets a separate memfd of the same size for its memory map.
     const ramFd = native.memfdCreate('interp-test-ram', RAM);

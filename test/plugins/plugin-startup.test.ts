@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
-import { fdio } from '../../devices/plugin-sdk/native.ts';
+import { vmmNative } from '../../native/vmm.ts';
 import { Errno } from '../../wire/protocol.ts';
 import { buildMemoryMap, MiB } from '../../base/memory-map.ts';
 import { builtinPluginArgv, startPluginManager, type PluginManager } from '../../vmm/regions/plugin-manager.ts';
@@ -48,7 +48,7 @@ describe('plugins started before the VM exists (how tsvmm run starts them)', () 
   });
 
   test('the handshake waits for attachMachine; in-process ranges on the worker are protected', async () => {
-    const native = fdio();
+    const native = vmmNative();
     const ramFd = native.memfdCreate('deferred-ram', 16 * MiB);
     m = startPluginManager({
       memoryMap: buildMemoryMap(16 * MiB),

@@ -4,7 +4,7 @@ import { closeSync, ftruncateSync, fstatSync, mkdtempSync, openSync, rmSync } fr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
-import { fdio } from '../../devices/plugin-sdk/native.ts';
+import { vmmNative } from '../../native/vmm.ts';
 import { Plugin, PluginRequestError } from '../../devices/plugin-sdk/plugin.ts';
 import { Command, encodeIoeventfd, encodeIoregion, Errno, IoeventfdFlag, IoregionFlag } from '../../wire/protocol.ts';
 import { IoBus } from '../../vmm/io-bus.ts';
@@ -12,7 +12,7 @@ import { SLOT_STATE_SIZE } from '../../base/slots.ts';
 import type { PluginSlot } from '../../vmm/regions/plugin-manager.ts';
 import { startHarness, type Harness } from './support/harness.ts';
 
-const native = fdio();
+const native = vmmNative();
 let dir: string;
 let h: Harness;
 let slot: PluginSlot;

@@ -5,10 +5,10 @@
 // The dispatch table is process-wide (devices/plugin-sdk/native/src/ioregion.cc): the plugin
 // manager on the main thread fills it, this thread only reads it. Nothing crosses threads.
 import type { VcpuExit } from '../../hypervisors/backend.ts';
-import { DISPATCH_MISS, fdio } from '../../devices/plugin-sdk/native.ts';
+import { DISPATCH_MISS, vmmNative } from '../../native/vmm.ts';
 import { BUS_MMIO, BUS_PIO } from '../../wire/protocol.ts';
 
-const native = fdio();
+const native = vmmNative();
 
 export function dispatchToPlugins(exit: VcpuExit, pio: boolean): boolean {
   const bus = pio ? BUS_PIO : BUS_MMIO;

@@ -7,7 +7,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, lstatSync, unlinkSync, writeSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { fdio, type Watcher } from '../../devices/plugin-sdk/native.ts';
+import type { Watcher } from '../../wire/fd-io.ts';
+import { vmmNative } from '../../native/vmm.ts';
 import type { IoBus } from '../io-bus.ts';
 import type { MemoryMap } from '../../base/memory-map.ts';
 import { SLOT_STATE_SIZE, slotLayout } from '../../base/slots.ts';
@@ -101,7 +102,7 @@ export function builtinPluginArgv(plugin: 'virtio-blk' | 'virtio-console' | 'exa
 
 export class PluginManager {
   readonly registry: RegionRegistry;
-  private readonly native = fdio();
+  private readonly native = vmmNative();
   private readonly runtimes: SlotRuntime[] = [];
   private readonly failWatcher: Watcher;
   private readonly failFd: number;
@@ -128,7 +129,7 @@ export class PluginManager {
     const bad = machine.ram.find((r) => !(r.fd >= 0));
     if (bad) {
       throw new Error(`guest RAM at 0x${bad.guestPhys.toString(16)} is not backed by a memfd, so plugins cannot map it: ` +
-        'allocate it with sharedGuestRam() (devices/plugin-sdk/native.ts)');
+        'allocate it with sharedGuestRam() (native/vmm.ts)');
     }
     if (!machine.vm && !machine.raiseIrq) throw new Error('attachMachine: give `vm` (KVM_IRQFD) or `raiseIrq` so plugin interrupts reach the guest');
     this.setMachine(machine);

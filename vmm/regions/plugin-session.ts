@@ -7,7 +7,7 @@
 import { fstatSync, readlinkSync } from 'node:fs';
 import { closeQuietly } from '../../wire/control-channel.ts';
 import { ControlPeer, type Message } from '../../wire/control-peer.ts';
-import { fdio } from '../../devices/plugin-sdk/native.ts';
+import { vmmNative } from '../../native/vmm.ts';
 import {
   BUS_MMIO, BUS_PIO, Command, COMMAND_NAMES, CONSOLE_HVC0, decodeConsole, decodeIoeventfd, decodeIoFdsReply, decodeIoregion,
   decodeLog, decodeMemoryMapRequest, decodeVersion, encodeIoFdsRequest, encodeIrqfdReply, encodeMemoryMapReply, encodeSlot,
@@ -59,7 +59,7 @@ interface Applied {
 export class PluginSession {
   readonly owner: RegionOwner;
   private readonly peer: ControlPeer;
-  private readonly native = fdio();
+  private readonly native = vmmNative();
   private state: 'version' | 'active' | 'closed' = 'version';
   private queue: Promise<void> = Promise.resolve();
   private applied: Applied[] = [];

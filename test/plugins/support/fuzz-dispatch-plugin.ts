@@ -2,13 +2,13 @@
 // commands correctly, and otherwise sends records of the wrong size, answers twice, answers a
 // posted write, stays silent, or closes the socket. Used by fuzz.test.ts; argv: <seed> <fault %>.
 import { Plugin } from '../../../devices/plugin-sdk/plugin.ts';
-import { fdio } from '../../../devices/plugin-sdk/native.ts';
+import { deviceFdIo } from '../../../native/device.ts';
 import { Command, encodeIoregion, IoregionFlag } from '../../../wire/protocol.ts';
 import { prng } from './prng.ts';
 
 const rnd = prng(Number(process.argv[2] ?? 1));
 const faultPercent = Number(process.argv[3] ?? 5);
-const native = fdio();
+const native = deviceFdIo();
 const plugin = await Plugin.connect({ name: 'fuzz-dispatch' });
 const [mine, vmm] = native.socketpair('seqpacket');
 native.setNonBlocking(mine, true);

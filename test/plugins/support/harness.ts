@@ -2,7 +2,7 @@
 // plugins), the real plugin manager and region registry, and guest accesses made exactly as a
 // vCPU thread makes them (the native dispatch table). Interrupts arrive through the manager's
 // raiseIrq path (the interpreter's path), so tests can wait for them.
-import { fdio, DISPATCH_MISS } from '../../../devices/plugin-sdk/native.ts';
+import { DISPATCH_MISS, vmmNative } from '../../../native/vmm.ts';
 import { BUS_MMIO, BUS_PIO } from '../../../wire/protocol.ts';
 import { GuestMemory } from '../../../base/guest-memory.ts';
 import { buildMemoryMap, MiB } from '../../../base/memory-map.ts';
@@ -30,7 +30,7 @@ export interface Harness {
 }
 
 export function startHarness(opts: Partial<PluginManagerOptions> & { ramSize?: number } = {}): Harness {
-  const native = fdio();
+  const native = vmmNative();
   const ramSize = opts.ramSize ?? 32 * MiB;
   const map = buildMemoryMap(ramSize);
   const ramFd = native.memfdCreate('test-guest-ram', ramSize);

@@ -1,15 +1,16 @@
 // The VMM's ioregionfd dispatcher: a process-wide table of plugin regions and ioeventfds, and
 // the 32-byte command/response round trip of ioregionfd RFC v3, done in C++ on whichever thread
 // takes the guest access (the vCPU thread). Why process-wide: the control plane (the plugin
-// manager on the main thread) edits the table while vCPU threads read it, and KVM's run loop,
-// in another addon, calls tsvmm_ioregion_dispatch() without going through JavaScript.
+// host on the main thread) edits the table while vCPU threads (other isolates, same process)
+// read it, and KVM's run loop calls Dispatch() as a plain function, without JavaScript.
 //
 // Concurrency: the table is an immutable snapshot swapped atomically by writers (main thread);
 // readers take a reference and never lock it. Each dispatch channel (one plugin socket) has a
 // mutex held for a whole round trip, which serializes vCPUs on that fd, as v3's ioregion
 // context does, so responses match commands by order.
-#include "ioregion.h"
+#include "table.h"
 
+#include <napi.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -24,6 +25,9 @@
 #include <mutex>
 #include <string>
 #include <vector>
+
+#include "../common/errors.h"
+#include "../common/exports.h"
 
 namespace tsvmm::ioregion {
 namespace {
@@ -165,12 +169,9 @@ uint64_t LoadLe(const uint8_t* p, uint32_t size) {
 }
 
 }  // namespace
-}  // namespace tsvmm::ioregion
 
-using namespace tsvmm::ioregion;
-
-extern "C" int tsvmm_ioregion_dispatch(int bus, uint64_t addr, uint32_t size, int is_write, uint8_t* data) {
-  if (size != 1 && size != 2 && size != 4 && size != 8) return TSVMM_IOREGION_MISS;
+Result Dispatch(int bus, uint64_t addr, uint32_t size, bool is_write, uint8_t* data) {
+  if (size != 1 && size != 2 && size != 4 && size != 8) return kMiss;
   auto table = Snapshot();
   if (is_write) {
     for (const Ioeventfd& e : table->events) {
@@ -179,7 +180,7 @@ extern "C" int tsvmm_ioregion_dispatch(int bus, uint64_t addr, uint32_t size, in
       uint64_t one = 1;
       ssize_t r = write(e.fd->fd, &one, 8);
       (void)r;  // a saturated counter still means "signalled"
-      return TSVMM_IOREGION_HANDLED;
+      return kHandled;
     }
   }
   for (const Region& r : table->regions) {
@@ -189,7 +190,7 @@ extern "C" int tsvmm_ioregion_dispatch(int bus, uint64_t addr, uint32_t size, in
     Channel& ch = *r.channel;
     if (r.size == 0 && !is_write) {  // a doorbell has nothing to read; v3 returns 0 without asking
       memset(data, 0, size);
-      return TSVMM_IOREGION_HANDLED;
+      return kHandled;
     }
     uint8_t cmd[32] = {0};
     bool want_resp = !is_write || !(r.flags & kPostedWrites);
@@ -204,38 +205,19 @@ extern "C" int tsvmm_ioregion_dispatch(int bus, uint64_t addr, uint32_t size, in
     uint64_t resp = 0;
     if (!RoundTrip(ch, cmd, want_resp, &resp)) {
       if (!is_write) memset(data, 0xff, size);
-      return TSVMM_IOREGION_FAILED;
+      return kFailed;
     }
     if (!is_write) memcpy(data, &resp, size);
-    return TSVMM_IOREGION_HANDLED;
+    return kHandled;
   }
-  return TSVMM_IOREGION_MISS;
+  return kMiss;
 }
 
-namespace tsvmm::ioregion {
 namespace {
-
-uint64_t BigU64(const Napi::Value& v) {
-  bool lossless;
-  if (v.IsBigInt()) return v.As<Napi::BigInt>().Uint64Value(&lossless);
-  return static_cast<uint64_t>(v.As<Napi::Number>().Int64Value());
-}
-
-bool CheckArgs(const Napi::CallbackInfo& info, size_t n) {
-  for (size_t i = 0; i < n; i++) {
-    if (!info[i].IsNumber() && !info[i].IsBigInt()) {
-      Napi::TypeError::New(info.Env(), "argument " + std::to_string(i) + " must be a number or bigint")
-          .ThrowAsJavaScriptException();
-      return false;
-    }
-  }
-  return true;
-}
 
 // ioregionOpenChannel(fd): channel id. Takes ownership of fd (the VMM end of a SOCK_SEQPACKET pair).
 Napi::Value OpenChannel(const Napi::CallbackInfo& info) {
-  if (!CheckArgs(info, 1)) return info.Env().Undefined();
-  int fd = info[0].As<Napi::Number>().Int32Value();
+  int fd = ArgInt(info, 0, "ioregionOpenChannel", "fd");
   std::lock_guard<std::mutex> g(g_write_mu);
   uint32_t id = g_next_channel++;
   g_channels[id] = std::make_shared<Channel>(id, fd);
@@ -244,8 +226,7 @@ Napi::Value OpenChannel(const Napi::CallbackInfo& info) {
 
 // ioregionCloseChannel(id): later accesses to its regions fail fast; the fd closes with its last region.
 Napi::Value CloseChannel(const Napi::CallbackInfo& info) {
-  if (!CheckArgs(info, 1)) return info.Env().Undefined();
-  uint32_t id = info[0].As<Napi::Number>().Uint32Value();
+  uint32_t id = static_cast<uint32_t>(ArgInt(info, 0, "ioregionCloseChannel", "channel"));
   std::lock_guard<std::mutex> g(g_write_mu);
   auto it = g_channels.find(id);
   if (it != g_channels.end()) {
@@ -256,31 +237,27 @@ Napi::Value CloseChannel(const Napi::CallbackInfo& info) {
 }
 
 // ioregionAdd(id, bus, start, size, userData, flags, channel). Validation is the registry's job
-// (vmm/regions/registry.ts); this only refuses an unknown channel.
+// (vmm/plugins/registry.ts); this only refuses an unknown channel.
 Napi::Value Add(const Napi::CallbackInfo& info) {
-  if (!CheckArgs(info, 7)) return info.Env().Undefined();
+  const char* fn = "ioregionAdd";
   Region r;
-  r.id = info[0].As<Napi::Number>().Uint32Value();
-  r.bus = info[1].As<Napi::Number>().Int32Value();
-  r.start = BigU64(info[2]);
-  r.size = BigU64(info[3]);
-  r.user_data = BigU64(info[4]);
-  r.flags = info[5].As<Napi::Number>().Uint32Value();
-  uint32_t ch = info[6].As<Napi::Number>().Uint32Value();
+  r.id = static_cast<uint32_t>(ArgInt(info, 0, fn, "id"));
+  r.bus = ArgInt(info, 1, fn, "bus");
+  r.start = ArgU64(info, 2, fn, "start");
+  r.size = ArgU64(info, 3, fn, "size");
+  r.user_data = ArgU64(info, 4, fn, "userData");
+  r.flags = static_cast<uint32_t>(ArgInt(info, 5, fn, "flags"));
+  uint32_t ch = static_cast<uint32_t>(ArgInt(info, 6, fn, "channel"));
   std::lock_guard<std::mutex> g(g_write_mu);
   auto it = g_channels.find(ch);
-  if (it == g_channels.end()) {
-    Napi::Error::New(info.Env(), "ioregionAdd: no dispatch channel " + std::to_string(ch)).ThrowAsJavaScriptException();
-    return info.Env().Undefined();
-  }
+  if (it == g_channels.end()) throw Napi::Error::New(info.Env(), "ioregionAdd: no dispatch channel " + std::to_string(ch));
   r.channel = it->second;
   Edit([&](Table& t) { t.regions.push_back(std::move(r)); });
   return info.Env().Undefined();
 }
 
 Napi::Value Remove(const Napi::CallbackInfo& info) {
-  if (!CheckArgs(info, 1)) return info.Env().Undefined();
-  uint32_t id = info[0].As<Napi::Number>().Uint32Value();
+  uint32_t id = static_cast<uint32_t>(ArgInt(info, 0, "ioregionRemove", "id"));
   std::lock_guard<std::mutex> g(g_write_mu);
   Edit([&](Table& t) {
     for (auto it = t.regions.begin(); it != t.regions.end(); ++it) {
@@ -292,28 +269,24 @@ Napi::Value Remove(const Napi::CallbackInfo& info) {
 
 // ioeventfdAdd(id, bus, addr, len, fd, datamatch | undefined). The fd is duplicated.
 Napi::Value EventAdd(const Napi::CallbackInfo& info) {
-  if (!CheckArgs(info, 5)) return info.Env().Undefined();
+  const char* fn = "ioeventfdAdd";
   Ioeventfd e;
-  e.id = info[0].As<Napi::Number>().Uint32Value();
-  e.bus = info[1].As<Napi::Number>().Int32Value();
-  e.addr = BigU64(info[2]);
-  e.len = info[3].As<Napi::Number>().Uint32Value();
-  int fd = dup(info[4].As<Napi::Number>().Int32Value());
-  if (fd < 0) {
-    Napi::Error::New(info.Env(), std::string("ioeventfdAdd: dup: ") + strerror(errno)).ThrowAsJavaScriptException();
-    return info.Env().Undefined();
-  }
+  e.id = static_cast<uint32_t>(ArgInt(info, 0, fn, "id"));
+  e.bus = ArgInt(info, 1, fn, "bus");
+  e.addr = ArgU64(info, 2, fn, "address");
+  e.len = static_cast<uint32_t>(ArgInt(info, 3, fn, "length"));
+  int fd = dup(ArgInt(info, 4, fn, "fd"));
+  if (fd < 0) ThrowErrno(info.Env(), "dup(ioeventfd)");
   e.fd = std::make_shared<OwnedFd>(fd);
-  e.has_datamatch = info.Length() > 5 && (info[5].IsBigInt() || info[5].IsNumber());
-  e.datamatch = e.has_datamatch ? BigU64(info[5]) : 0;
+  e.has_datamatch = info.Length() > 5 && !info[5].IsUndefined();
+  e.datamatch = e.has_datamatch ? ArgU64(info, 5, fn, "datamatch") : 0;
   std::lock_guard<std::mutex> g(g_write_mu);
   Edit([&](Table& t) { t.events.push_back(std::move(e)); });
   return info.Env().Undefined();
 }
 
 Napi::Value EventRemove(const Napi::CallbackInfo& info) {
-  if (!CheckArgs(info, 1)) return info.Env().Undefined();
-  uint32_t id = info[0].As<Napi::Number>().Uint32Value();
+  uint32_t id = static_cast<uint32_t>(ArgInt(info, 0, "ioeventfdRemove", "id"));
   std::lock_guard<std::mutex> g(g_write_mu);
   Edit([&](Table& t) {
     for (auto it = t.events.begin(); it != t.events.end(); ++it) {
@@ -323,27 +296,21 @@ Napi::Value EventRemove(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// ioregionDispatch(bus, addr, size, isWrite, data: Uint8Array(>= size)): 0 miss, 1 handled, 2 failed
-Napi::Value Dispatch(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (!CheckArgs(info, 3) || !info[4].IsTypedArray()) {
-    Napi::TypeError::New(env, "ioregionDispatch(bus, addr, size, isWrite, data)").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  auto data = info[4].As<Napi::Uint8Array>();
-  uint32_t size = info[2].As<Napi::Number>().Uint32Value();
-  if (data.ByteLength() < size) {
-    Napi::RangeError::New(env, "ioregionDispatch: data shorter than size").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  int r = tsvmm_ioregion_dispatch(info[0].As<Napi::Number>().Int32Value(), BigU64(info[1]), size,
-                                  info[3].ToBoolean() ? 1 : 0, data.Data());
-  return Napi::Number::New(env, r);
+// ioregionDispatch(bus, addr, size, isWrite, data: Uint8Array(>= size)): 0 miss, 1 handled, 2 failed.
+// For exits that reach JavaScript (the interpreter's, and string I/O on KVM).
+Napi::Value DispatchFn(const Napi::CallbackInfo& info) {
+  const char* fn = "ioregionDispatch";
+  int bus = ArgInt(info, 0, fn, "bus");
+  uint64_t addr = ArgU64(info, 1, fn, "address");
+  uint32_t size = static_cast<uint32_t>(ArgInt(info, 2, fn, "size"));
+  bool write = info.Length() > 3 && info[3].ToBoolean();
+  Bytes data = ArgBytes(info, 4, fn, "data");
+  if (data.length < size) throw Napi::RangeError::New(info.Env(), "ioregionDispatch: data shorter than size");
+  return Napi::Number::New(info.Env(), Dispatch(bus, addr, size, write, data.data));
 }
 
 Napi::Value SetTimeout(const Napi::CallbackInfo& info) {
-  if (!CheckArgs(info, 1)) return info.Env().Undefined();
-  g_timeout_ms.store(info[0].As<Napi::Number>().Int32Value());
+  g_timeout_ms.store(ArgInt(info, 0, "ioregionSetTimeout", "ms"));
   return info.Env().Undefined();
 }
 
@@ -351,6 +318,7 @@ Napi::Value SetTimeout(const Napi::CallbackInfo& info) {
 Napi::Value FailureFd(const Napi::CallbackInfo& info) {
   std::lock_guard<std::mutex> g(g_write_mu);
   if (g_fail_fd < 0) g_fail_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (g_fail_fd < 0) ThrowErrno(info.Env(), "eventfd");
   return Napi::Number::New(info.Env(), g_fail_fd);
 }
 
@@ -374,17 +342,22 @@ Napi::Value TakeFailures(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
-void InitExports(Napi::Env env, Napi::Object exports) {
-  exports.Set("ioregionOpenChannel", Napi::Function::New(env, OpenChannel));
-  exports.Set("ioregionCloseChannel", Napi::Function::New(env, CloseChannel));
-  exports.Set("ioregionAdd", Napi::Function::New(env, Add));
-  exports.Set("ioregionRemove", Napi::Function::New(env, Remove));
-  exports.Set("ioeventfdAdd", Napi::Function::New(env, EventAdd));
-  exports.Set("ioeventfdRemove", Napi::Function::New(env, EventRemove));
-  exports.Set("ioregionDispatch", Napi::Function::New(env, Dispatch));
-  exports.Set("ioregionSetTimeout", Napi::Function::New(env, SetTimeout));
-  exports.Set("ioregionFailureFd", Napi::Function::New(env, FailureFd));
-  exports.Set("ioregionTakeFailures", Napi::Function::New(env, TakeFailures));
+}  // namespace tsvmm::ioregion
+
+namespace tsvmm {
+
+void ExportIoregion(Napi::Env env, Napi::Object exports) {
+  using namespace ioregion;
+  exports.Set("ioregionOpenChannel", Napi::Function::New(env, OpenChannel, "ioregionOpenChannel"));
+  exports.Set("ioregionCloseChannel", Napi::Function::New(env, CloseChannel, "ioregionCloseChannel"));
+  exports.Set("ioregionAdd", Napi::Function::New(env, Add, "ioregionAdd"));
+  exports.Set("ioregionRemove", Napi::Function::New(env, Remove, "ioregionRemove"));
+  exports.Set("ioeventfdAdd", Napi::Function::New(env, EventAdd, "ioeventfdAdd"));
+  exports.Set("ioeventfdRemove", Napi::Function::New(env, EventRemove, "ioeventfdRemove"));
+  exports.Set("ioregionDispatch", Napi::Function::New(env, DispatchFn, "ioregionDispatch"));
+  exports.Set("ioregionSetTimeout", Napi::Function::New(env, SetTimeout, "ioregionSetTimeout"));
+  exports.Set("ioregionFailureFd", Napi::Function::New(env, FailureFd, "ioregionFailureFd"));
+  exports.Set("ioregionTakeFailures", Napi::Function::New(env, TakeFailures, "ioregionTakeFailures"));
 }
 
-}  // namespace tsvmm::ioregion
+}  // namespace tsvmm

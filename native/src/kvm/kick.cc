@@ -8,7 +8,7 @@
 #include <mutex>
 #include <string>
 
-#include "errors.h"
+#include "../common/errors.h"
 
 namespace tsvmm {
 

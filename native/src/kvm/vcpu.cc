@@ -1,5 +1,6 @@
 // vCPU ioctls and the run loop. A vCPU is named by its slot in the process-global table
-// (kick.h) and is used only by the thread that created it.
+// (kick.h) and is used only by the thread that created it. The run loop completes plugin
+// accesses itself (ioregion-exit.h) and returns to JavaScript only for the rest.
 #include <linux/kvm.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -10,12 +11,12 @@
 #include <vector>
 
 #include "cpuid.h"
-#include "errors.h"
-#include "exports.h"
+#include "../common/errors.h"
+#include "../common/exports.h"
 #include "ioctl.h"
-#include "ioregion.h"
+#include "ioregion-exit.h"
 #include "kick.h"
-#include "mappings.h"
+#include "../fdio/mappings.h"
 
 namespace tsvmm {
 
@@ -45,11 +46,12 @@ static Napi::Value CreateVcpu(const Napi::CallbackInfo& info) {
     close(fd);
     throw;
   }
-  VcpuOwner owner{slot, OwnedVcpu(env, slot, "createVcpu").generation};
+  uint32_t generation = OwnedVcpu(env, slot, "createVcpu").generation;
   Napi::Object result = Napi::Object::New(env);
   result.Set("slot", Napi::Number::New(env, slot));
   result.Set("fd", Napi::Number::New(env, fd));
-  result.Set("run", ExposeMapping(env, addr, mmapSize, &owner));
+  // A kick writes into kvm_run: the vCPU leaves the kick table before its pages are unmapped.
+  result.Set("run", ExposeMapping(env, addr, mmapSize, [slot, generation] { ReleaseVcpu(slot, generation); }));
   return result;
 }
 

@@ -3,10 +3,10 @@
 
 #include <cstring>
 
-#include "errors.h"
-#include "exports.h"
+#include "../common/errors.h"
+#include "../common/exports.h"
 #include "ioctl.h"
-#include "mappings.h"
+#include "../fdio/mappings.h"
 
 namespace tsvmm {
 

@@ -1,16 +1,19 @@
-// tsvmm_kvm: a thin, typed-at-the-TypeScript-layer binding of the Linux KVM API, in the spirit
-// of rust-vmm's kvm-ioctls. Functions take and return fds, vCPU slots and raw struct bytes;
-// hypervisors/kvm/kvm.ts turns them into the backend interface. See docs/kvm.md.
+// tsvmm_vmm: the VMM's one native module (native/vmm.ts is its TypeScript face). A thin binding
+// of the Linux KVM API in the spirit of rust-vmm's kvm-ioctls (kvm/: fds, vCPU slots and raw
+// struct bytes in and out; hypervisors/kvm/kvm.ts builds the backend interface on it), the fd
+// I/O of the plugin protocol (fdio/, the same sources as the device module), guest RAM memfds,
+// and the ioregion dispatch table (ioregion/) that the KVM run loop calls directly.
+// See docs/kvm.md and docs/protocol.md.
 #include <linux/kvm.h>
 
-#include "exports.h"
-#include "kick.h"
+#include "../common/exports.h"
+#include "../kvm/kick.h"
 
 namespace tsvmm {
 
-// Struct sizes and constants from the <linux/kvm.h> this addon was compiled against, so the
+// Struct sizes and constants from the <linux/kvm.h> this module was compiled against, so the
 // TypeScript side can check its layouts against the real header instead of trusting a copy.
-static Napi::Object Constants(Napi::Env env) {
+static Napi::Object KvmConstants(Napi::Env env) {
   Napi::Object c = Napi::Object::New(env);
   auto set = [&](const char* name, double v) { c.Set(name, Napi::Number::New(env, v)); };
   set("KVM_API_VERSION", KVM_API_VERSION);
@@ -33,17 +36,21 @@ static void ReleaseOnTeardown(void* token) {
 
 }  // namespace tsvmm
 
-static Napi::Object InitTsvmmKvm(Napi::Env env, Napi::Object exports) {
+static Napi::Object InitTsvmmVmm(Napi::Env env, Napi::Object exports) {
   using namespace tsvmm;
+  ExportSockets(env, exports);
+  ExportEventfd(env, exports);
+  ExportMappings(env, exports);
+  ExportWatcher(env, exports);
+  ExportMemfd(env, exports);
+  ExportIoregion(env, exports);
   ExportSystem(env, exports);
   ExportVm(env, exports);
   ExportVcpu(env, exports);
-  ExportMemory(env, exports);
-  ExportEventfd(env, exports);
-  exports.Set("constants", Constants(env));
+  exports.Set("constants", KvmConstants(env));
   // A worker that exits with live vCPUs must not leave its (dead) thread in the kick table.
   napi_add_env_cleanup_hook(env, ReleaseOnTeardown, new char);
   return exports;
 }
 
-NODE_API_MODULE(tsvmm_kvm, InitTsvmmKvm)
+NODE_API_MODULE(tsvmm_vmm, InitTsvmmVmm)

@@ -1,11 +1,13 @@
-// The native helper's primitives that everything else stands on: fd passing over a stream
-// socket, SOCK_SEQPACKET record boundaries, eventfds, and memfd-backed guest RAM shared as a
-// SharedArrayBuffer with another process's mapping.
+// The native fd I/O that everything else stands on: fd passing over a stream socket,
+// SOCK_SEQPACKET record boundaries and eventfds (through the device processes' module, built from
+// the same sources as the VMM's), and memfd-backed guest RAM shared as a SharedArrayBuffer with
+// another process's mapping (the VMM's module).
 import { spawnSync } from 'node:child_process';
 import { describe, expect, test } from 'vitest';
-import { fdio, sharedGuestRam } from '../../devices/plugin-sdk/native.ts';
+import { deviceFdIo } from '../../native/device.ts';
+import { sharedGuestRam } from '../../native/vmm.ts';
 
-const native = fdio();
+const native = deviceFdIo();
 
 describe('native fd helper', () => {
   test('SCM_RIGHTS over a stream socket, and SOCK_SEQPACKET keeps 32-byte records whole', () => {

@@ -8,8 +8,8 @@
 #include <vector>
 
 #include "cpuid.h"
-#include "errors.h"
-#include "exports.h"
+#include "../common/errors.h"
+#include "../common/exports.h"
 #include "ioctl.h"
 
 namespace tsvmm {
