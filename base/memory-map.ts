@@ -27,6 +27,14 @@ export interface AddressRange {
   name: string;
 }
 
+/** The two address spaces a device answers in: memory-mapped I/O and port I/O. */
+export type Bus = 'mmio' | 'pio';
+
+/** A range on one bus, named for messages ("ttyS0 (16550A)", "8259 PIC"). */
+export interface BusRange extends AddressRange {
+  bus: Bus;
+}
+
 export interface E820Entry {
   addr: number;
   size: number;

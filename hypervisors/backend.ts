@@ -1,11 +1,13 @@
 // The hypervisor backend interface: everything the VMM asks of a hypervisor, and nothing
-// about which one is below. Two implementations: hypervisors/kvm (Linux KVM through a
-// native addon) and hypervisors/interp (a TypeScript x86 interpreter).
+// about which one is below. Two implementations: hypervisors/kvm (Linux KVM through the VMM's
+// native module) and hypervisors/interp (a TypeScript x86 interpreter); backends.ts lists them.
 //
 // Threading model. A Vm and its Vcpus live on one thread: the vCPU worker thread
 // (vmm/vcpu-worker.ts). `Vcpu.run()` is synchronous and blocks that thread (in KVM_RUN, or
 // in the interpreter loop) until an exit the VMM must handle; the Node main thread never
-// calls it. Other threads reach a running vCPU only through its KickToken (see kick.ts).
+// calls it. Other threads reach a running VM only through structured-clonable tokens the
+// worker posts them: a vCPU's KickToken (kick.ts) and the VM's WiringToken (wiring.ts), which
+// is how the main thread wires device plugins' ioeventfds and irqfds.
 //
 // Allocation-free exits. `run()` returns an ExitReason number and fills the vCPU's one
 // reusable `exit` object; nothing is allocated per exit on the hot path.
@@ -13,6 +15,8 @@
 // The x86 CPU state the interface speaks (registers, segments, CPUID) is plain data in
 // base/cpu-state.ts, shared with the Linux loader that computes a kernel's entry state.
 import type { CpuidEntry, Regs, Sregs } from '../base/cpu-state.ts';
+import type { BusRange } from '../base/memory-map.ts';
+import type { ImageArch } from '../firmware/images/recipe.ts';
 export type { CpuidEntry, DescriptorTable, Regs, Segment, Sregs } from '../base/cpu-state.ts';
 
 /** Why `Vcpu.run()` returned. Numeric so that the run loop switches on small integers. */
@@ -107,6 +111,39 @@ export type KickToken =
   | { backend: 'kvm'; slot: number }
   | { backend: 'interp'; control: SharedArrayBuffer };
 
+/**
+ * How another thread wires eventfds to a VM: structured-clonable like KickToken, posted from the
+ * vCPU worker; `openWiring(token)` in wiring.ts turns it into a VmWiring on the receiving thread.
+ *   kvm:    the VM fd: KVM_IOEVENTFD and KVM_IRQFD are VM-fd ioctls any thread may issue;
+ *   interp: the VM's interrupt mailbox and its vCPU's kick word: ioeventfds go into the VMM
+ *           module's dispatch table, irqfds are watched and pulsed through the mailbox.
+ */
+export type WiringToken =
+  | { backend: 'kvm'; vmFd: number }
+  | { backend: 'interp'; irqMailbox: SharedArrayBuffer; kick: KickToken & { backend: 'interp' } };
+
+/**
+ * A VM's ioeventfds and irqfds, usable from the thread that opened the token (the main thread,
+ * where the plugin host runs), so wiring a plugin never has to interrupt the vCPU thread.
+ */
+export interface VmWiring {
+  /** Doorbells and interrupts bypass the VMM entirely (KVM); plugins are told in VERSION. */
+  readonly ioeventfdInKernel: boolean;
+  readonly irqfdInKernel: boolean;
+  /** Guest writes matching `spec` signal `spec.fd` without an exit to the VMM. */
+  assignIoeventfd(spec: IoeventfdSpec): void;
+  deassignIoeventfd(spec: IoeventfdSpec): void;
+  /** Writes to `fd` pulse the interrupt line `gsi` (edge). */
+  assignIrqfd(fd: number, gsi: number): void;
+  deassignIrqfd(fd: number, gsi: number): void;
+  /**
+   * The VM is destroyed: assigning fails from now on, and deassigning only lets go of what this
+   * side holds (on KVM nothing: the kernel dropped it with the VM, and the VM fd's number may
+   * already name another file).
+   */
+  release(): void;
+}
+
 export interface IoeventfdSpec {
   /** Guest-physical address (MMIO) or port (PIO). */
   address: number;
@@ -149,12 +186,8 @@ export interface Vm {
   readonly clock?: { nowNs(): number };
   /** Set the level of an interrupt line (a GSI: 0-15 ISA IRQs through the PIC/IOAPIC). */
   setIrqLine(gsi: number, level: boolean): void;
-  /** Needs capabilities.ioeventfd. */
-  assignIoeventfd(spec: IoeventfdSpec): void;
-  deassignIoeventfd(spec: IoeventfdSpec): void;
-  /** Needs capabilities.irqfd: writes to `fd` raise (edge: pulse) the line `gsi`. */
-  assignIrqfd(fd: number, gsi: number): void;
-  deassignIrqfd(fd: number, gsi: number): void;
+  /** The token through which another thread wires ioeventfds and irqfds (after createVcpu). */
+  wiring(): WiringToken;
   /**
    * The VMM rewrote guest memory behind the guest's back (a kernel reloaded for a reset):
    * backends that cache decoded guest code drop those caches. Nothing to do on KVM.
@@ -173,3 +206,60 @@ export interface Hypervisor {
 }
 
 export type BackendName = 'kvm' | 'interp';
+
+/** What probing a backend found, before any VM exists. */
+export interface BackendProbe {
+  /** The backend can create and run VMs here. */
+  available: boolean;
+  /** A Linux guest runs usefully (KVM: guest kernel code runs at hardware speed). */
+  runsLinux: boolean;
+  /** For people: what was found and, when something is missing, how to fix it. */
+  reason: string;
+  /** What open() needs from the probe; structured-clonable, since it travels to the vCPU worker. */
+  openOptions: unknown;
+}
+
+/**
+ * A backend as the VMM sees it before opening it: the static facts the main thread needs to set
+ * a machine up (decided here, never by comparing backend names), a probe, and how to open it on
+ * the vCPU worker. Each backend's descriptor.ts holds one; backends.ts lists them.
+ */
+export interface BackendDescriptor {
+  readonly name: BackendName;
+  /** For messages: "KVM", "interpreter". */
+  readonly title: string;
+  /** The CPU is 64-bit: a kernel that can be entered in long mode is entered so. */
+  readonly longMode: boolean;
+  /**
+   * HLT is handled inside the backend (an in-kernel irqchip), so a guest that halts for good
+   * (Linux's power-off without ACPI) never exits: the VMM must ask Vcpu.haltedForGood() now and
+   * then. Backends whose HLT with interrupts off exits (ExitReason.Hlt) need no polling.
+   */
+  readonly hltNeedsPolling: boolean;
+  /** Guest time can follow the instruction count (VmConfig.deterministic, `--deterministic`). */
+  readonly deterministicClock: boolean;
+  /** Kernel command-line words a Linux guest needs on this backend's platform. */
+  readonly kernelArgs: readonly string[];
+  /** The built-in guest that suits this backend. */
+  readonly guest: GuestFit;
+  /** Ports and MMIO ranges the backend serves itself (in-kernel PIC, PIT, ...): nobody else may claim them. */
+  readonly claims: readonly BusRange[];
+  /** Whether and how well the backend runs here; cheap for backends that always do. */
+  probe(): Promise<BackendProbe>;
+  /** Open the backend (on the vCPU worker) with its probe's openOptions. */
+  open(options: unknown): Promise<Hypervisor>;
+}
+
+/** Which of tsvmm's own guest images a backend boots. */
+export interface GuestFit {
+  /** The architectures it runs, preferred first. */
+  archs: readonly ImageArch[];
+  /** For messages: "32-bit x86". */
+  cpu: string;
+  /** bzImage through the boot protocol, or the uncompressed vmlinux (nothing to decompress). */
+  kernel: 'bzImage' | 'vmlinux';
+  /** gzip-compressed or raw cpio. */
+  initrd: 'gzip' | 'raw';
+  /** What a host needs for this backend, for advice ("on a host with hardware virtualization"). */
+  needs?: string;
+}

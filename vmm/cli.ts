@@ -2,10 +2,10 @@
 // problem and the fix, and exit code 2; guest outcomes map to 0/1 (see vmm/errors.ts).
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ensureImages } from '../firmware/images/build.ts';
-import { type BackendRequest } from './backend-choice.ts';
+import { BACKEND_REQUESTS, type BackendRequest } from './backend-choice.ts';
 import { CONSOLE_NAMES, type ConsoleName } from './console-hub.ts';
 import { UsageError, isExitCodeError } from './errors.ts';
-import { GUEST_ARCHES, type GuestArch } from './guest-source.ts';
+import { IMAGE_ARCHS, type ImageArch } from '../firmware/images/build.ts';
 import { buildMemoryMap, MemoryMapError } from '../base/memory-map.ts';
 import { DEFAULT_CMDLINE, log, run } from './run.ts';
 import { parseSize } from './size.ts';
@@ -124,8 +124,8 @@ async function runCommand(args: string[]): Promise<number> {
     cmdline: values.cmdline,
     append: values.append ?? [],
     memBytes,
-    image: values.image === undefined ? undefined : oneOf<GuestArch>(values.image, GUEST_ARCHES, '--image'),
-    backend: oneOf<BackendRequest>(values.backend, ['auto', 'kvm', 'interp'], '--backend'),
+    image: values.image === undefined ? undefined : oneOf<ImageArch>(values.image, IMAGE_ARCHS, '--image'),
+    backend: oneOf<BackendRequest>(values.backend, BACKEND_REQUESTS, '--backend'),
     console: oneOf<ConsoleName>(values.console, CONSOLE_NAMES, '--console'),
     stdio: !values['no-stdio'],
     deterministic: values.deterministic,
@@ -141,7 +141,7 @@ async function imageCommand(args: string[]): Promise<number> {
     arch: { type: 'string', multiple: true },
     force: { type: 'boolean', default: false },
   });
-  const archs = (values.arch ?? [...GUEST_ARCHES]).map((a) => oneOf<GuestArch>(a, GUEST_ARCHES, '--arch'));
+  const archs = (values.arch ?? [...IMAGE_ARCHS]).map((a) => oneOf<ImageArch>(a, IMAGE_ARCHS, '--arch'));
   const images = await ensureImages({ archs, force: values.force, onProgress: (line) => log(line) });
   for (const arch of archs) {
     const paths = images[arch];

@@ -3,23 +3,24 @@
 // runs guest code; it moves console bytes and requests, so it stays responsive throughout.
 import { constants as osConstants } from 'node:os';
 import type { Worker } from 'node:worker_threads';
-import type { BackendName, KickToken } from '../hypervisors/backend.ts';
+import type { BackendDescriptor, KickToken } from '../hypervisors/backend.ts';
 import { kick } from '../hypervisors/kick.ts';
-import { KVM_DEVICE, chooseBackend, type BackendRequest } from './backend-choice.ts';
+import { openWiring } from '../hypervisors/wiring.ts';
+import type { ImageArch } from '../firmware/images/build.ts';
+import { chooseBackend, type BackendRequest } from './backend-choice.ts';
+import { backendNamed } from '../hypervisors/backends.ts';
 import { ByteRing } from './byte-ring.ts';
 import { ConsoleHub, type ConsoleName, type PowerAction } from './console-hub.ts';
 import { ConsoleTail } from './console-tail.ts';
 import { UsageError } from './errors.ts';
-import { backendKernelArgs, builtInGuest, userGuest, type GuestArch } from './guest-source.ts';
+import { builtInGuest, userGuest } from './guest-source.ts';
 import { Terminal } from './terminal.ts';
-import { startTsWorker } from './worker.ts';
+import { startTsWorker } from '../base/worker.ts';
 import { startWebConsole } from '../web/server.ts';
 import { webConsoleLines } from '../web/cli-options.ts';
 import { Control, type MachineSpec, type Outcome, type WorkerMessage } from './worker-protocol.ts';
 import { PLATFORM_PORTS } from './machine.ts';
 import { buildMemoryMap } from '../base/memory-map.ts';
-import { IrqMailbox } from './regions/irq-mailbox.ts';
-import { kvmVmWiring } from './regions/kvm-wiring.ts';
 import { startPluginManager, type PluginManager } from './regions/plugin-manager.ts';
 import { addPlugins, type PluginOptions } from './regions/plugin-options.ts';
 
@@ -31,7 +32,7 @@ export interface RunOptions {
   /** Added to the kernel command line. */
   append: string[];
   memBytes: number;
-  image?: GuestArch;
+  image?: ImageArch;
   backend: BackendRequest;
   console: ConsoleName;
   /** Attach the user's terminal. */
@@ -46,6 +47,8 @@ export interface RunOptions {
 
 const DETERMINISTIC_NEEDS_INTERP =
   '--deterministic: only the interpreter backend can derive guest time from the instruction count; add --backend interp';
+/** Whether a backend request can honour --deterministic, before any probing (auto may pick one that can). */
+const deterministicPossible = (request: BackendRequest) => request === 'auto' || backendNamed(request).deterministicClock;
 
 /** What tsvmm puts on the kernel command line unless --cmdline replaces it. */
 export const DEFAULT_CMDLINE = 'console=ttyS0 reboot=t panic=-1';
@@ -54,9 +57,9 @@ const HVC0_SHELL = 'tsvmm_console=hvc0';
 
 const SERIAL_RING_BYTES = 1 << 20;
 /**
- * How often a KVM guest is asked whether it powered off. KVM handles HLT in the kernel, so a
- * guest that halts for good (Linux's power-off without ACPI) never exits on its own; a kick a
- * second costs one exit.
+ * How often a guest is asked whether it powered off, on backends that handle HLT themselves
+ * (BackendDescriptor.hltNeedsPolling: KVM's in-kernel irqchip): a guest that halts for good
+ * (Linux's power-off without ACPI) never exits on its own there; a kick a second costs one exit.
  */
 const HALT_CHECK_MS = 1000;
 /** How long a stopping guest may take before its worker is ended by force. */
@@ -69,7 +72,7 @@ export function log(message: string): void {
 export async function run(options: RunOptions): Promise<number> {
   // The user's files are checked before the backend probe, so a typo fails at once.
   const ownGuest = await userGuest(options);
-  if (options.deterministic && options.backend === 'kvm') throw new UsageError(DETERMINISTIC_NEEDS_INTERP);
+  if (options.deterministic && !deterministicPossible(options.backend)) throw new UsageError(DETERMINISTIC_NEEDS_INTERP);
   // Device processes start first: their start-up overlaps the backend probe and the kernel load.
   let session: RunSession | undefined;
   const plugins = startPluginManager({
@@ -82,28 +85,28 @@ export async function run(options: RunOptions): Promise<number> {
   try {
     const deviceWords = addPlugins(plugins, options.plugins);
     const choice = await chooseBackend(options.backend);
-    log(`backend ${choice.name}: ${choice.reason}`);
-    if (options.deterministic && choice.name !== 'interp') throw new UsageError(DETERMINISTIC_NEEDS_INTERP);
-    const guest = ownGuest ?? (await builtInGuest(options, choice.name));
+    const backend = choice.backend;
+    log(`backend ${backend.name}: ${choice.reason}`);
+    if (options.deterministic && !backend.deterministicClock) throw new UsageError(DETERMINISTIC_NEEDS_INTERP);
+    const guest = ownGuest ?? (await builtInGuest(options, backend));
     log(`guest: ${guest.description}`);
     const consoleWords = options.console === 'hvc0' && !ownGuest ? [HVC0_SHELL] : [];
-    const cmdline = [options.cmdline ?? DEFAULT_CMDLINE, ...backendKernelArgs(choice.name), ...consoleWords, ...deviceWords, ...options.append]
+    // The backend's words come before the user's --append words, so those can override them.
+    const cmdline = [options.cmdline ?? DEFAULT_CMDLINE, ...backend.kernelArgs, ...consoleWords, ...deviceWords, ...options.append]
       .join(' ').trim();
 
-    session = new RunSession(choice.name, {
-      backend: choice.name,
-      kvmDevice: KVM_DEVICE,
-      nativeKernelMode: choice.probe?.nativeKernelMode ?? false,
+    session = new RunSession(backend, {
+      backend: backend.name,
+      backendOptions: choice.probe.openOptions,
       memBytes: options.memBytes,
       kernel: guest.kernel,
       initrd: guest.initrd,
       cmdline,
-      longMode: choice.name === 'kvm',
+      longMode: backend.longMode,
       deterministic: options.deterministic ?? false,
       serialOut: new ByteRing(SERIAL_RING_BYTES).buffer,
       serialIn: new ByteRing(64 * 1024).buffer,
       control: new SharedArrayBuffer(Control.words * 4),
-      irqMailbox: new IrqMailbox().buffer,
     }, options, plugins);
   } catch (e) {
     await plugins.shutdown();
@@ -122,14 +125,13 @@ class RunSession {
   private terminal: Terminal | undefined;
   private kickToken: KickToken | undefined;
   private worker: Worker | undefined;
-  private readonly mailbox: IrqMailbox;
   private stopCause: string | undefined;
   private stopSignal: NodeJS.Signals | undefined;
   private finished = false;
   private pluginStartFailed = false;
 
   constructor(
-    private readonly backend: BackendName,
+    private readonly backend: BackendDescriptor,
     private readonly spec: MachineSpec,
     private readonly options: RunOptions,
     private readonly plugins: PluginManager,
@@ -137,8 +139,7 @@ class RunSession {
     this.serialOut = new ByteRing(spec.serialOut);
     this.serialIn = new ByteRing(spec.serialIn);
     this.control = new Int32Array(spec.control);
-    this.mailbox = new IrqMailbox(spec.irqMailbox);
-    this.hub = new ConsoleHub(backend, {
+    this.hub = new ConsoleHub(backend.name, {
       input: (name, bytes) => this.input(name, bytes),
       power: (action) => this.power(action),
     });
@@ -156,7 +157,7 @@ class RunSession {
       this.terminal = new Terminal({ hub: this.hub, console: this.options.console, onQuit: () => this.requestStop('quit with Ctrl-A x') });
     }
     const pump = this.pumpSerial();
-    const haltCheck = this.backend === 'kvm' ? setInterval(() => this.request(Control.haltCheck), HALT_CHECK_MS) : undefined;
+    const haltCheck = this.backend.hltNeedsPolling ? setInterval(() => this.request(Control.haltCheck), HALT_CHECK_MS) : undefined;
     const web = this.options.web ? await startWebConsole({ hub: this.hub, ...this.options.web, log }) : undefined;
     if (web) for (const line of webConsoleLines(web)) process.stdout.write(`${line}\n`);
     try {
@@ -198,7 +199,7 @@ class RunSession {
             Atomics.notify(this.control, Control.start);
             if (!ok) return;
             log(`VM running: ${m.boot}`);
-            this.hub.setStatus({ state: 'running', backend: this.backend });
+            this.hub.setStatus({ state: 'running', backend: this.backend.name });
             // A stop requested while the machine was being built is honoured now.
             if (Atomics.load(this.control, Control.requests) !== 0) kick(m.kick);
           });
@@ -213,10 +214,7 @@ class RunSession {
 
   /** Device plugins map the new VM's RAM and register; the guest starts once they are ready. */
   private async attachPlugins(m: Extract<WorkerMessage, { type: 'started' }>): Promise<boolean> {
-    const kickToken = m.kick;
-    this.plugins.attachMachine(m.vmFd !== undefined
-      ? { ram: m.ram, vm: kvmVmWiring(m.vmFd) }
-      : { ram: m.ram, raiseIrq: (gsi) => { this.mailbox.post(gsi); this.request(Control.irq, kickToken); } });
+    this.plugins.attachMachine({ ram: m.ram, wiring: openWiring(m.wiring) });
     try {
       await this.plugins.waitReady();
       return true;
@@ -276,7 +274,7 @@ class RunSession {
     const dropped = this.serialOut.dropped;
     if (dropped > 0) log(`${dropped} bytes of console output were dropped because the terminal fell behind`);
     const say = (state: 'stopped', exitCode: number, reason: string) => {
-      this.hub.setStatus({ state, backend: this.backend, exitCode, reason });
+      this.hub.setStatus({ state, backend: this.backend.name, exitCode, reason });
       this.terminal?.message(`tsvmm: ${reason}`);
       if (!this.terminal) log(reason);
       return exitCode;
@@ -300,7 +298,7 @@ class RunSession {
         return say('stopped', 1, `guest crashed: ${outcome.detail}`);
       case 'user-reset': // handled inside the worker; never reported
       case 'internal-error':
-        return say('stopped', 1, `the ${this.backend} backend failed: ${outcome.detail}`);
+        return say('stopped', 1, `the ${this.backend.name} backend failed: ${outcome.detail}`);
     }
   }
 }

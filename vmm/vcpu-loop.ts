@@ -11,8 +11,6 @@ import { Control, type Outcome } from './worker-protocol.ts';
 export interface LoopHooks {
   /** Int32 view of MachineSpec.control. */
   control: Int32Array;
-  /** Pulse the interrupt lines device plugins raised (backends without irqfd). */
-  takeInterrupts(): void;
   /** Feed queued console input to the devices. */
   takeInput(): void;
   /** Set by devices that reset the platform (the i8042 reset line). */
@@ -75,10 +73,6 @@ export function runVcpu(vcpu: Vcpu, bus: IoBus, hooks: LoopHooks): Outcome {
       if (requests & Control.reset) {
         Atomics.and(hooks.control, Control.requests, ~Control.reset);
         return { kind: 'user-reset', detail: 'reset requested' };
-      }
-      if (requests & Control.irq) {
-        Atomics.and(hooks.control, Control.requests, ~Control.irq);
-        hooks.takeInterrupts();
       }
       if (requests & Control.input) {
         Atomics.and(hooks.control, Control.requests, ~Control.input);

@@ -1,10 +1,9 @@
 // The vCPU worker thread: builds the machine and runs its vCPU. KVM_RUN (or the interpreter)
 // blocks this thread only; the main thread stays free for the console, web viewers and plugins.
 import { parentPort, workerData } from 'node:worker_threads';
-import { openBackend } from '../hypervisors/open.ts';
+import { backendNamed } from '../hypervisors/backends.ts';
 import { isExitCodeError } from './errors.ts';
 import { buildMachine, type Machine } from './machine.ts';
-import { IrqMailbox } from './regions/irq-mailbox.ts';
 import { runVcpu } from './vcpu-loop.ts';
 import { Control, type MachineSpec, type Outcome, type WorkerMessage } from './worker-protocol.ts';
 
@@ -14,7 +13,7 @@ const post = (m: WorkerMessage) => port.postMessage(m);
 const control = new Int32Array(spec.control);
 
 async function main(): Promise<Outcome> {
-  const hv = await openBackend(spec.backend, { kvmDevice: spec.kvmDevice, nativeKernelMode: spec.nativeKernelMode });
+  const hv = await backendNamed(spec.backend).open(spec.backendOptions);
   let machine: Machine;
   try {
     machine = buildMachine(hv, spec);
@@ -28,16 +27,14 @@ async function main(): Promise<Outcome> {
       kick: machine.vcpu.kickToken(),
       boot: machine.boot,
       ram: machine.vm.ram.map((r) => ({ fd: r.fd, guestPhys: r.guestPhys, size: r.size })),
-      vmFd: (machine.vm as { fd?: number }).fd,
+      wiring: machine.vm.wiring(),
     });
     // Device plugins attach to the VM now; the guest must not probe them before they answer.
     Atomics.wait(control, Control.start, Control.startWait);
     if (Atomics.load(control, Control.start) === Control.startAbort) return { kind: 'stopped', detail: 'device plugins failed to start' };
-    const mailbox = new IrqMailbox(spec.irqMailbox);
     const hooks = {
       control,
       takeInput: () => machine.takeInput(),
-      takeInterrupts: () => void mailbox.take((gsi, level) => machine.vm.setIrqLine(gsi, level)),
       resetRequested: () => machine.resetRequested(),
     };
     for (;;) {

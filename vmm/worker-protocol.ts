@@ -1,18 +1,17 @@
 // Messages and shared buffers between the main thread (vmm/run.ts) and the vCPU worker
 // (vmm/vcpu-worker.ts). Console bytes and requests travel through SharedArrayBuffers so the
 // worker can take them between two KVM_RUNs without going through its event loop.
-import type { BackendName, KickToken } from '../hypervisors/backend.ts';
+import type { BackendName, KickToken, WiringToken } from '../hypervisors/backend.ts';
 
 export interface MachineSpec {
   backend: BackendName;
-  /** KVM device path and the probe's verdict (KVM only). */
-  kvmDevice: string;
-  nativeKernelMode: boolean;
+  /** What the backend's probe found that opening it needs (BackendProbe.openOptions). */
+  backendOptions: unknown;
   memBytes: number;
   kernel: Uint8Array;
   initrd: Uint8Array | undefined;
   cmdline: string;
-  /** Enter the kernel in 64-bit mode where it supports that (KVM on x86_64). */
+  /** Enter the kernel in 64-bit mode where it supports that (BackendDescriptor.longMode). */
   longMode: boolean;
   /** Guest time from the instruction count, RTC at a fixed date (interpreter only). */
   deterministic: boolean;
@@ -22,8 +21,6 @@ export interface MachineSpec {
   serialIn: SharedArrayBuffer;
   /** Int32 words, see Control. */
   control: SharedArrayBuffer;
-  /** IrqMailbox: interrupts of device plugins on backends without irqfd. */
-  irqMailbox: SharedArrayBuffer;
 }
 
 /** Words of MachineSpec.control. The main thread sets a request bit, then kicks the vCPU. */
@@ -35,8 +32,6 @@ export const Control = {
   input: 4,
   /** Is the guest halted for good (powered off)? Asked periodically on backends whose HLT never exits. */
   haltCheck: 8,
-  /** Device plugins raised interrupts (MachineSpec.irqMailbox). */
-  irq: 16,
   /** Word index: the main thread's go-ahead once device plugins are ready. */
   start: 1,
   startWait: 0,
@@ -68,7 +63,7 @@ export type WorkerMessage =
     boot: string;
     /** Guest RAM memfds, for device plugins (fd numbers are process-wide). */
     ram: { fd: number; guestPhys: number; size: number }[];
-    /** The KVM VM fd, for KVM_IOEVENTFD/KVM_IRQFD from the main thread; absent on the interpreter. */
-    vmFd: number | undefined;
+    /** How the main thread wires plugins' ioeventfds and irqfds to this VM (hypervisors/wiring.ts). */
+    wiring: WiringToken;
   }
   | { type: 'stopped'; outcome: Outcome };

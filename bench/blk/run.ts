@@ -17,7 +17,7 @@ import { parseArgs } from 'node:util';
 import { ensureImages } from '../../firmware/images/build.ts';
 import { TSVMM_BIN } from '../../test/support/tsvmm-process.ts';
 import { DEFAULT_CMDLINE } from '../../vmm/run.ts';
-import { backendKernelArgs } from '../../vmm/guest-source.ts';
+import { INTERP } from '../../hypervisors/interp/descriptor.ts';
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '3' }, mib: { type: 'string', default: '128' } } });
 const runs = Number(values.runs);
@@ -33,7 +33,7 @@ const GUEST_CMD =
   `echo BLK-WRITE; time dd if=/dev/zero of=/dev/vda bs=1M count=${mib} oflag=direct conv=fsync`;
 const runWord = `tsvmm_run="${GUEST_CMD}"`;
 // What `tsvmm run` itself puts on the command line for the interpreter; QEMU gets the same words.
-const qemuCmdline = [DEFAULT_CMDLINE, ...backendKernelArgs('interp'), runWord].join(' ');
+const qemuCmdline = [DEFAULT_CMDLINE, ...INTERP.kernelArgs, runWord].join(' ');
 
 const dir = mkdtempSync(join(tmpdir(), 'tsvmm-bench-blk-'));
 const img = join(dir, 'disk.img');

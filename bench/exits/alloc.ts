@@ -49,7 +49,7 @@ function measure(workload: Workload, loop: 'backend' | 'vmm'): number {
       bus.addPio(EXIT_PORT, 1, device);
       bus.addMmio(MMIO_ADDRESS, 0x1000, device);
       bus.addPio(DONE_PORT, 1, { name: 'done', pioRead: () => 0, pioWrite: () => { Atomics.or(control, Control.requests, Control.stop); } });
-      const outcome = runVcpu(vcpu, bus, { control, takeInput() {}, takeInterrupts: () => {},
+      const outcome = runVcpu(vcpu, bus, { control, takeInput() {},
     resetRequested: () => false });
       if (outcome.kind !== 'stopped') throw new Error(`${outcome.kind}: ${outcome.detail}`);
     }

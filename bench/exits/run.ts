@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { probeKvm } from '../../hypervisors/kvm/probe.ts';
-import { startTsWorker } from '../../vmm/worker.ts';
+import { startTsWorker } from '../../base/worker.ts';
 import { WORKLOADS, type Workload } from './guest.ts';
 import type { BenchReply, BenchRequest } from './worker.ts';
 

@@ -66,7 +66,7 @@ function measure({ workload, loop, iterations, imagePath }: BenchRequest): Bench
       doorbell = addon.eventfd(0, true);
       guest.vm.assignIoeventfd({ address: DOORBELL_PORT, length: 1, pio: true, fd: doorbell });
     }
-    const hooks = { control, takeInput() {}, takeInterrupts: () => {},
+    const hooks = { control, takeInput() {},
     resetRequested: () => false };
 
     const t0 = performance.now();

@@ -13,7 +13,7 @@ import { parseArgs } from 'node:util';
 import { ensureImages, READY_MARKER } from '../../firmware/images/build.ts';
 import { TSVMM_BIN } from '../../test/support/tsvmm-process.ts';
 import { DEFAULT_CMDLINE } from '../../vmm/run.ts';
-import { backendKernelArgs } from '../../vmm/guest-source.ts';
+import { INTERP } from '../../hypervisors/interp/descriptor.ts';
 import { bootToMarker } from './guest-run.ts';
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '5' }, forms: { type: 'boolean', default: false } } });
@@ -22,7 +22,7 @@ if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs ${values.runs}:
 
 const images = (await ensureImages({ archs: ['i386'], onProgress: (l) => process.stderr.write(`${l}\n`) })).i386;
 // What `tsvmm run` itself puts on the command line for this backend; QEMU gets the same words.
-const cmdline = [DEFAULT_CMDLINE, ...backendKernelArgs('interp')].join(' ');
+const cmdline = [DEFAULT_CMDLINE, ...INTERP.kernelArgs].join(' ');
 const MEM = '256M';
 
 /** Spawns `cmd`, resolves with the seconds until `marker` appears on its stdout, then kills it. */

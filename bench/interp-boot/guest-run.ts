@@ -30,10 +30,9 @@ export interface BootResult {
 export function bootToMarker(g: GuestBoot): BootResult {
   const serialOut = new ByteRing(1 << 22);
   const spec: MachineSpec = {
-    backend: 'interp', kvmDevice: '', nativeKernelMode: false, memBytes: g.memBytes ?? 256 << 20,
+    backend: 'interp', backendOptions: {}, memBytes: g.memBytes ?? 256 << 20,
     kernel: g.kernel, initrd: g.initrd, cmdline: g.cmdline, longMode: false, deterministic: g.deterministic,
     serialOut: serialOut.buffer, serialIn: new ByteRing(4096).buffer, control: new SharedArrayBuffer(Control.words * 4),
-    irqMailbox: new SharedArrayBuffer(4),
   };
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();

@@ -28,7 +28,7 @@ import { IoBus } from '../../vmm/io-bus.ts';
 import { buildMemoryMap, MiB } from '../../base/memory-map.ts';
 import { deviceSlot } from '../../base/slots.ts';
 import { dispatchToPlugins } from '../../vmm/regions/dispatch.ts';
-import { kvmVmWiring } from '../../vmm/regions/kvm-wiring.ts';
+import { openWiring } from '../../hypervisors/wiring.ts';
 import { builtinPluginArgv, startPluginManager } from '../../vmm/regions/plugin-manager.ts';
 import { Asm, R } from '../../test/guests/asm.ts';
 import { GUEST, TestGuest } from '../../test/guests/guest.ts';
@@ -78,7 +78,7 @@ const guest = new TestGuest({ mode: 'long64', ramSize: RAM });
 const vm = guest.vm;
 const manager = startPluginManager({
   memoryMap: buildMemoryMap(RAM),
-  machine: { ram: vm.ram.map((r) => ({ fd: r.fd, guestPhys: r.guestPhys, size: r.size })), vm: kvmVmWiring(vm.fd) },
+  machine: { ram: vm.ram.map((r) => ({ fd: r.fd, guestPhys: r.guestPhys, size: r.size })), wiring: openWiring(vm.wiring()) },
   log: (l) => console.error(`  (${l})`),
 });
 manager.addArgv(builtinPluginArgv('probe'), 'probe');

@@ -12,12 +12,13 @@
 // next run(); writes complete and then exit.
 
 import {
-  ExitReason, type Capabilities, type CpuidEntry, type Hypervisor, type IoeventfdSpec, type KickToken, type RamRegion,
-  type Regs, type Segment, type Sregs, type Vcpu, type VcpuExit, type Vm, type VmConfig,
+  ExitReason, type Capabilities, type CpuidEntry, type Hypervisor, type KickToken, type RamRegion,
+  type Regs, type Segment, type Sregs, type Vcpu, type VcpuExit, type Vm, type VmConfig, type WiringToken,
 } from '../backend.ts';
 import { sharedGuestRam, vmmNative } from '../../native/vmm.ts';
 import { Cpu, EXIT_IO, EXIT_MMIO } from './cpu.ts';
 import { Executor, type InterruptSource } from './exec.ts';
+import { IrqMailbox } from './irq-mailbox.ts';
 import { InterpPlatform, TSC_KHZ } from './platform.ts';
 import { setSegCache } from './protmode.ts';
 
@@ -65,6 +66,8 @@ export class InterpVm implements Vm {
   readonly platform: InterpPlatform;
   /** Where setIrqLine goes: the platform's PIC. */
   irqHandler: ((gsi: number, level: boolean) => void) | null = null;
+  /** Plugin interrupts posted by the main thread's wiring (wiring.ts), taken by the vCPU when kicked. */
+  private readonly irqMailbox = new IrqMailbox();
 
   constructor(config: VmConfig) {
     let top = 0;
@@ -92,6 +95,7 @@ export class InterpVm implements Vm {
     if (this.vcpus.length > 0) throw new Error('interpreter backend: one vCPU per VM (SMP is not implemented)');
     const v = new InterpVcpu(id, this.memory);
     v.platform = this.platform;
+    v.irqMailbox = this.irqMailbox;
     this.platform.attach(v.cpu, v.executor, v.kickControl);
     this.vcpus.push(v);
     return v;
@@ -104,10 +108,13 @@ export class InterpVm implements Vm {
     this.irqHandler(gsi, level);
   }
 
-  assignIoeventfd(_spec: IoeventfdSpec): void { throw new Error('interpreter backend: ioeventfd is not supported (capabilities.ioeventfd is false)'); }
-  deassignIoeventfd(_spec: IoeventfdSpec): void { throw new Error('interpreter backend: ioeventfd is not supported'); }
-  assignIrqfd(_fd: number, _gsi: number): void { throw new Error('interpreter backend: irqfd is not supported (capabilities.irqfd is false)'); }
-  deassignIrqfd(_fd: number, _gsi: number): void { throw new Error('interpreter backend: irqfd is not supported'); }
+  /** Plugin ioeventfds go to the dispatch table, irqfds through the mailbox (wiring.ts). */
+  wiring(): WiringToken {
+    const vcpu = this.vcpus[0];
+    if (!vcpu) throw new Error('interpreter backend: create the vCPU before wiring plugins (their interrupts kick it)');
+    return { backend: 'interp', irqMailbox: this.irqMailbox.buffer, kick: { backend: 'interp', control: vcpu.kickControl } };
+  }
+
   invalidateCodeCaches(): void {
     for (const v of this.vcpus) v.invalidateCode();
   }
@@ -147,6 +154,8 @@ export class InterpVcpu implements Vcpu {
   private lastExitHlt = false;
   /** Ports answered inside the backend (PIC, PIT): such I/O never exits to the VMM. */
   platform: InterpPlatform | null = null;
+  /** Plugin interrupts to pulse when kicked (InterpVm.wiring). */
+  irqMailbox: IrqMailbox | null = null;
 
   constructor(readonly id: number, memory: SharedArrayBuffer) {
     this.cpu.attachMemory(memory as unknown as ArrayBuffer);
@@ -228,6 +237,12 @@ export class InterpVcpu implements Vcpu {
     if (this.lastWasRead) { c.replay = true; c.replayAddr = this.exit.address; this.lastWasRead = false; }
     const reason = this.runPlatform();
     c.replay = false;
+    // A plugin's interrupt kicks the vCPU out of the loop: raise it on the PIC now, so the guest
+    // takes it as soon as it runs again.
+    if (reason === ExitReason.Kicked && this.irqMailbox !== null && this.platform !== null) {
+      const pic = this.platform.pic;
+      this.irqMailbox.take((gsi, level) => pic.setIrq(gsi, level));
+    }
     this.lastExitHlt = reason === ExitReason.Hlt;
     const x = this.exit;
     if (reason === EXIT_IO || reason === EXIT_MMIO) {

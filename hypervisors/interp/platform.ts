@@ -27,6 +27,7 @@ import { InstructionClock, RealTimeClock, type GuestClock } from '../../devices/
 import { PicPair } from '../../devices/pic8259/pic8259.ts';
 import { Pit8254 } from '../../devices/pit8254/pit8254.ts';
 import type { PioDevice } from '../../devices/device.ts';
+import type { BusRange } from '../../base/memory-map.ts';
 import type { Cpu } from './cpu.ts';
 import type { Executor } from './exec.ts';
 
@@ -73,6 +74,9 @@ export class LaggingRealTimeClock implements GuestClock {
  */
 export const LINUX_KERNEL_ARGS: readonly string[] = ['tsc=reliable'];
 
+/** The POST port Linux's outb_p delays with. */
+const POST_PORT_NUMBER = 0x80;
+
 /** A port the platform swallows: reads give all ones, writes are ignored. */
 const POST_PORT: PioDevice = { name: 'post', pioRead: (_p, size) => (size === 4 ? 0xffff_ffff : size === 2 ? 0xffff : 0xff), pioWrite: () => {} };
 
@@ -81,6 +85,13 @@ export interface PlatformOptions {
 }
 
 export class InterpPlatform {
+  /** The ports answered here, never seen by the VMM: its region registry keeps them free. */
+  static readonly claims: readonly BusRange[] = [
+    ...PicPair.portRanges.map((r) => ({ bus: 'pio' as const, start: r.port, size: r.count, name: '8259 PIC pair (in the interpreter)' })),
+    ...Pit8254.portRanges.map((r) => ({ bus: 'pio' as const, start: r.port, size: r.count, name: '8254 PIT (in the interpreter)' })),
+    { bus: 'pio', start: POST_PORT_NUMBER, size: 1, name: 'POST port (in the interpreter)' },
+  ];
+
   readonly clock: GuestClock;
   readonly pic: PicPair;
   readonly pit: Pit8254;
@@ -106,7 +117,7 @@ export class InterpPlatform {
     this.pit = new Pit8254({ clock: this.clock, irq: this.pic.irqLine(0) });
     for (const r of PicPair.portRanges) this.map(this.pic, r.port, r.count);
     for (const r of Pit8254.portRanges) this.map(this.pit, r.port, r.count);
-    this.map(POST_PORT, 0x80, 1);
+    this.map(POST_PORT, POST_PORT_NUMBER, 1);
   }
 
   private map(dev: PioDevice, port: number, count: number): void {

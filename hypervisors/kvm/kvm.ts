@@ -10,40 +10,19 @@
 // port or MMIO exit costs one native call and a few DataView reads.
 import {
   ExitReason, type Capabilities, type CpuidEntry, type Hypervisor, type IoeventfdSpec, type KickToken,
-  type RamRegion, type Regs, type Sregs, type Vcpu, type VcpuExit, type Vm, type VmConfig,
+  type RamRegion, type Regs, type Sregs, type Vcpu, type VcpuExit, type Vm, type VmConfig, type WiringToken,
 } from '../backend.ts';
 import { loadKvmAddon, RUN_KICKED, type KvmAddon } from './addon.ts';
+import { measureKernelMode, runsKernelNatively, type KernelModeRates } from './kernel-mode.ts';
 import { decodeCpuid, decodeRegs, decodeSregs, encodeCpuid, encodeRegs, encodeSregs, REGS_SIZE, SREGS_SIZE } from './structs.ts';
-import { probeKvm } from './probe.ts';
-
-/** KVM_CAP_* numbers used here (linux/kvm.h). */
-export const KvmCap = {
-  irqchip: 0,
-  setTssAddr: 4,
-  irqfd: 32,
-  pit2: 33,
-  ioeventfd: 36,
-  setIdentityMapAddr: 37,
-  ioeventfdAnyLength: 122,
-  immediateExit: 136,
-} as const;
-
-/** KVM_EXIT_* (linux/kvm.h). */
-export const KvmExit = {
-  UNKNOWN: 0, EXCEPTION: 1, IO: 2, HYPERCALL: 3, DEBUG: 4, HLT: 5, MMIO: 6, IRQ_WINDOW_OPEN: 7,
-  SHUTDOWN: 8, FAIL_ENTRY: 9, INTR: 10, NMI: 16, INTERNAL_ERROR: 17, SYSTEM_EVENT: 24,
-} as const;
+import { KvmCap, KvmExit } from './uapi.ts';
+import { KvmWiring } from './wiring.ts';
 
 const EXIT_NAMES: Record<number, string> = Object.fromEntries(Object.entries(KvmExit).map(([k, v]) => [v, `KVM_EXIT_${k}`]));
 const INTERNAL_SUBERRORS: Record<number, string> = {
   1: 'emulation failure', 2: 'exception while delivering an exception', 3: 'failed to deliver an event',
   4: 'unexpected exit reason',
 };
-
-const IOEVENTFD_FLAG_DATAMATCH = 1;
-const IOEVENTFD_FLAG_PIO = 2;
-const IOEVENTFD_FLAG_DEASSIGN = 4;
-const IRQFD_FLAG_DEASSIGN = 1;
 
 /** The largest RAM chunk one memory slot (and one ArrayBuffer) holds; bigger regions are split. */
 export const MAX_RAM_CHUNK = 4 * 1024 * 1024 * 1024;
@@ -55,14 +34,16 @@ export interface OpenKvmOptions {
   path?: string;
   /**
    * The probe's verdict, when the caller already has it (the VMM probes once on the main
-   * thread and passes it to the vCPU worker). Otherwise capabilities.nativeKernelMode runs
-   * probeKvm() the first time it is read.
+   * thread and passes it to the vCPU worker). Otherwise capabilities.nativeKernelMode is
+   * measured (kernelModeRates) the first time it is read.
    */
   nativeKernelMode?: boolean;
 }
 
 // One /dev/kvm fd per thread and path is enough for any number of VMs.
 const deviceFds = new Map<string, number>();
+// Measured once per thread and path: the probe and capabilities.nativeKernelMode agree.
+const measuredRates = new Map<string, KernelModeRates>();
 
 /** Opens KVM and checks what the backend relies on (API 12, immediate_exit for kicks). */
 export function openKvm(options: OpenKvmOptions = {}): KvmHypervisor {
@@ -89,16 +70,33 @@ export class KvmHypervisor implements Hypervisor {
   readonly name = 'kvm' as const;
   readonly capabilities: Capabilities;
 
-  constructor(private readonly addon: KvmAddon, readonly fd: number, path: string, nativeKernelMode: boolean | undefined) {
+  constructor(private readonly addon: KvmAddon, readonly fd: number, private readonly path: string, nativeKernelMode: boolean | undefined) {
     const has = (cap: number) => addon.checkExtension(fd, cap) > 0;
     let native = nativeKernelMode;
+    const measure = () => {
+      try {
+        return runsKernelNatively(this.kernelModeRates());
+      } catch {
+        return false; // a KVM that cannot run the measuring loop runs no kernel natively either
+      }
+    };
     this.capabilities = {
       irqchip: has(KvmCap.irqchip) && has(KvmCap.pit2),
       ioeventfd: has(KvmCap.ioeventfd),
       irqfd: has(KvmCap.irqfd),
       // Measuring takes a VM and ~0.1 s, so only when someone asks.
-      get nativeKernelMode() { return (native ??= probeKvm({ path }).nativeKernelMode); },
+      get nativeKernelMode() { return (native ??= measure()); },
     };
+  }
+
+  /** How fast guest kernel-mode code runs here against user-mode code (kernel-mode.ts), measured once. */
+  kernelModeRates(): KernelModeRates {
+    let rates = measuredRates.get(this.path);
+    if (!rates) {
+      rates = measureKernelMode(this);
+      measuredRates.set(this.path, rates);
+    }
+    return rates;
   }
 
   supportedCpuid(): CpuidEntry[] {
@@ -114,11 +112,13 @@ export class KvmVm implements Vm {
   readonly fd: number;
   readonly ram: RamRegion[] = [];
   private readonly vcpus = new Set<KvmVcpu>();
+  private readonly eventfds: KvmWiring;
   private readonly ramBuffers: ArrayBuffer[] = [];
   private destroyed = false;
 
   constructor(private readonly addon: KvmAddon, private readonly kvmFd: number, config: VmConfig) {
     this.fd = addon.createVm(kvmFd);
+    this.eventfds = new KvmWiring(this.fd);
     try {
       if (addon.checkExtension(this.fd, KvmCap.setTssAddr) > 0) addon.setTssAddr(this.fd, config.tssAddress);
       // Before any vCPU exists, or KVM refuses it.
@@ -163,33 +163,26 @@ export class KvmVm implements Vm {
     this.addon.irqLine(this.fd, gsi, level);
   }
 
+  /** The VM fd: KVM_IOEVENTFD and KVM_IRQFD from any thread (KvmWiring). */
+  wiring(): WiringToken {
+    return { backend: 'kvm', vmFd: this.fd };
+  }
+
+  /** This VM's own ioeventfds and irqfds, on the thread that owns it (tests, benchmarks). */
   assignIoeventfd(spec: IoeventfdSpec): void {
-    this.ioeventfd(spec, 0);
+    this.eventfds.assignIoeventfd(spec);
   }
 
   deassignIoeventfd(spec: IoeventfdSpec): void {
-    this.ioeventfd(spec, IOEVENTFD_FLAG_DEASSIGN);
-  }
-
-  private ioeventfd(spec: IoeventfdSpec, extraFlags: number): void {
-    // KVM answers these with a bare EINVAL; say what is wrong instead.
-    if (![0, 1, 2, 4, 8].includes(spec.length)) throw new RangeError(`ioeventfd length ${spec.length}: use 1, 2, 4, 8, or 0 for any`);
-    if (spec.length === 0) {
-      if (spec.datamatch !== undefined) throw new RangeError('an ioeventfd of any length (0) cannot match data: give the access size');
-      if (this.addon.checkExtension(this.fd, KvmCap.ioeventfdAnyLength) === 0) {
-        throw new Error('this kernel cannot register an ioeventfd of any length (KVM_CAP_IOEVENTFD_ANY_LENGTH, Linux 4.5+): give the access size');
-      }
-    }
-    const flags = extraFlags | (spec.pio ? IOEVENTFD_FLAG_PIO : 0) | (spec.datamatch !== undefined ? IOEVENTFD_FLAG_DATAMATCH : 0);
-    this.addon.ioeventfd(this.fd, spec.address, spec.length, spec.fd, flags, spec.datamatch ?? 0n);
+    this.eventfds.deassignIoeventfd(spec);
   }
 
   assignIrqfd(fd: number, gsi: number): void {
-    this.addon.irqfd(this.fd, fd, gsi);
+    this.eventfds.assignIrqfd(fd, gsi);
   }
 
   deassignIrqfd(fd: number, gsi: number): void {
-    this.addon.irqfd(this.fd, fd, gsi, IRQFD_FLAG_DEASSIGN);
+    this.eventfds.deassignIrqfd(fd, gsi);
   }
 
   /** KVM executes guest memory as it is: there is no cache of decoded code to drop. */

@@ -7,7 +7,7 @@ import { afterEach, describe, expect, test } from 'vitest';
 import { ExitReason, type KickToken } from '../../hypervisors/backend.ts';
 import { kick } from '../../hypervisors/kick.ts';
 import { loadKvmAddon } from '../../hypervisors/kvm/addon.ts';
-import { startTsWorker } from '../../vmm/worker.ts';
+import { startTsWorker } from '../../base/worker.ts';
 import { Asm, R } from '../guests/asm.ts';
 import { GUEST, TestGuest, kvmSkipReason } from '../guests/guest.ts';
 import type { KickWorkerData } from './kick-worker.ts';

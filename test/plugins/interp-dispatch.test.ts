@@ -5,7 +5,7 @@ import { afterEach, describe, expect, test } from 'vitest';
 import { ExitReason } from '../../hypervisors/backend.ts';
 import { openInterp } from '../../hypervisors/interp/index.ts';
 import { enter32 } from '../../firmware/entry/index.ts';
-import { vmmNative } from '../../native/vmm.ts';
+import { openWiring } from '../../hypervisors/wiring.ts';
 import { PROBE } from '../../devices/plugins/probe/layout.ts';
 import { GuestMemory } from '../../base/guest-memory.ts';
 import { buildMemoryMap, MiB } from '../../base/memory-map.ts';
@@ -26,19 +26,18 @@ afterEach(async () => {
 
 describe('plugin dispatch on the interpreter backend', () => {
   test('reads, writes, posted writes, a doorbell and an ioeventfd reach the probe plugin', async () => {
-    const native = vmmNative();
-    // The interpreter's RAM is its own SharedArrayBuffer; the probe does no DMA, so the plugin
-    // gets a separate memfd of the same size for its memory map.
-    const ramFd = native.memfdCreate('interp-test-ram', RAM);
+    // The VM first: its vCPU is what its wiring kicks for plugin interrupts, and its guest RAM
+    // memfd is what the plugin maps.
+    const vm = openInterp().createVm({ ram: [{ guestPhys: 0, size: RAM }], tssAddress: 0, identityMapAddress: 0 });
+    const vcpu = vm.createVcpu(0);
     manager = startPluginManager({
       memoryMap: buildMemoryMap(RAM),
-      machine: { ram: [{ fd: ramFd, guestPhys: 0, size: RAM }], raiseIrq: () => undefined },
+      machine: { ram: vm.ram.map((r) => ({ fd: r.fd, guestPhys: r.guestPhys, size: r.size })), wiring: openWiring(vm.wiring()) },
       log: () => undefined,
     });
     const slot = manager.addArgv(builtinPluginArgv('probe'), 'probe');
     await manager.waitReady();
 
-    const vm = openInterp().createVm({ ram: [{ guestPhys: 0, size: RAM }], tssAddress: 0, identityMapAddress: 0 });
     const mem = new GuestMemory(vm.ram.map((r) => ({ guestPhys: r.guestPhys, bytes: r.bytes })));
     const a = new Asm(32, CODE).movImm(R.ebx, slot.mmioBase).movImm(R.edi, DATA);
     a.load(R.eax, R.ebx, 4, PROBE.regs).store(R.edi, R.eax, 4, 0);
@@ -53,7 +52,6 @@ describe('plugin dispatch on the interpreter backend', () => {
     a.label('poll').load(R.eax, R.ebx, 4, PROBE.ioeventfdCount).cmpImm(R.eax, 0).jz('poll');
     a.out(DONE, 1);
     mem.write(CODE, a.assemble());
-    const vcpu = vm.createVcpu(0);
     const state = enter32(mem, { entry: CODE });
     vcpu.setSregs(state.sregs);
     vcpu.setRegs(state.regs);
@@ -73,6 +71,6 @@ describe('plugin dispatch on the interpreter backend', () => {
     expect(u32(12)).toBe(0xa2);
     expect(u32(16)).toBe(1);
     expect(exits).toBeGreaterThanOrEqual(10);
-    native.closeFd(ramFd);
+    vm.destroy();
   });
 });

@@ -9,7 +9,7 @@ import { Asm, R } from '../guests/asm.ts';
 import { GUEST, TestGuest, kvmSkipReason } from '../guests/guest.ts';
 import { littleEndian } from '../guests/run.ts';
 import { buildMemoryMap, MiB } from '../../base/memory-map.ts';
-import { kvmVmWiring } from '../../vmm/regions/kvm-wiring.ts';
+import { openWiring } from '../../hypervisors/wiring.ts';
 import { builtinPluginArgv, startPluginManager, type PluginManager } from '../../vmm/regions/plugin-manager.ts';
 
 const skip = kvmSkipReason();
@@ -52,7 +52,7 @@ async function probeGuest({ restartPlugins = false } = {}): Promise<ProbeGuest> 
   const m = startPluginManager({
     memoryMap: buildMemoryMap(RAM),
     // KVM_IOEVENTFD / KVM_IRQFD straight on the VM fd, as the VMM's main thread does it.
-    machine: { ram: vm.ram.map((r) => ({ fd: r.fd, guestPhys: r.guestPhys, size: r.size })), vm: kvmVmWiring(vm.fd) },
+    machine: { ram: vm.ram.map((r) => ({ fd: r.fd, guestPhys: r.guestPhys, size: r.size })), wiring: openWiring(vm.wiring()) },
     restartPlugins,
     log: (l) => {
       logs.push(l);

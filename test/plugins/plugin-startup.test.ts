@@ -3,12 +3,12 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, test } from 'vitest';
+import { afterAll, afterEach, describe, expect, test } from 'vitest';
 import { vmmNative } from '../../native/vmm.ts';
 import { Errno } from '../../wire/protocol.ts';
 import { buildMemoryMap, MiB } from '../../base/memory-map.ts';
 import { builtinPluginArgv, startPluginManager, type PluginManager } from '../../vmm/regions/plugin-manager.ts';
-import { startHarness, type Harness } from './support/harness.ts';
+import { cpuLessWiring, startHarness, type Harness } from './support/harness.ts';
 
 let h: Harness | undefined;
 afterEach(async () => {
@@ -42,10 +42,12 @@ describe('plugin start-up failures', () => {
 
 describe('plugins started before the VM exists (how tsvmm run starts them)', () => {
   let m: PluginManager | undefined;
+  const cpu = cpuLessWiring();
   afterEach(async () => {
     await m?.shutdown();
     m = undefined;
   });
+  afterAll(() => cpu.stop());
 
   test('the handshake waits for attachMachine; in-process ranges on the worker are protected', async () => {
     const native = vmmNative();
@@ -57,7 +59,7 @@ describe('plugins started before the VM exists (how tsvmm run starts them)', () 
     });
     const slot = m.addArgv(builtinPluginArgv('probe'), 'probe');
     const ready = m.waitReady();
-    m.attachMachine({ ram: [{ fd: ramFd, guestPhys: 0, size: 16 * MiB }], raiseIrq: () => undefined });
+    m.attachMachine({ ram: [{ fd: ramFd, guestPhys: 0, size: 16 * MiB }], wiring: cpu.wiring });
     await ready;
     expect(m.registry.list().filter((e) => e.kind === 'ioregion' && e.bus === 'mmio').map((e) => e.start - slot.mmioBase)).toEqual([0, 0x100, 0x200]);
     // A registration over the worker-side device is refused; a late device over a plugin region too.
@@ -70,7 +72,7 @@ describe('plugins started before the VM exists (how tsvmm run starts them)', () 
 
   test('RAM that is not a memfd is refused with a clear error', () => {
     m = startPluginManager({ memoryMap: buildMemoryMap(16 * MiB), log: () => undefined });
-    expect(() => m!.attachMachine({ ram: [{ fd: -1, guestPhys: 0, size: 16 * MiB }], raiseIrq: () => undefined })).toThrow(/not backed by a memfd.*sharedGuestRam/);
+    expect(() => m!.attachMachine({ ram: [{ fd: -1, guestPhys: 0, size: 16 * MiB }], wiring: cpu.wiring })).toThrow(/not backed by a memfd.*sharedGuestRam/);
   });
 });
 
@@ -94,7 +96,7 @@ describe('plugin command-line options', () => {
 
 describe('IrqMailbox (plugin interrupts on backends without irqfd)', () => {
   test('pulses posted on one thread are taken once, per line, on a worker thread', async () => {
-    const { IrqMailbox } = await import('../../vmm/regions/irq-mailbox.ts');
+    const { IrqMailbox } = await import('../../hypervisors/interp/irq-mailbox.ts');
     const { Worker } = await import('node:worker_threads');
     const main = new IrqMailbox();
     main.post(5);

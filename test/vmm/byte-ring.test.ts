@@ -1,7 +1,7 @@
 // The console ring between the vCPU worker and the main thread, exercised across a real worker.
 import { expect, test } from 'vitest';
 import { ByteRing } from '../../vmm/byte-ring.ts';
-import { startTsWorker } from '../../vmm/worker.ts';
+import { startTsWorker } from '../../base/worker.ts';
 
 test('a worker pushes 1 MiB through a 64 KiB ring; the consumer gets every byte in order', async () => {
   const ring = new ByteRing(64 * 1024);

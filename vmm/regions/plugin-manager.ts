@@ -16,7 +16,7 @@ import { RegionRegistry } from './registry.ts';
 import { PluginSession, type MachineWiring, type SessionHost } from './plugin-session.ts';
 import type { Bus } from './registry.ts';
 
-export type { MachineWiring, VmWiring } from './plugin-session.ts';
+export type { MachineWiring } from './plugin-session.ts';
 
 /** A plugin that dies this soon after starting counts towards a crash loop... */
 const QUICK_FAILURE_MS = 10_000;
@@ -26,11 +26,9 @@ const MAX_QUICK_FAILURES = 3;
 export interface PluginManagerOptions {
   memoryMap: MemoryMap;
   /**
-   * The VM, if it already exists: guest RAM as memfds, and either `vm` (a backend with
-   * in-kernel ioeventfd and irqfd: KVM_IOEVENTFD / KVM_IRQFD, see kvm-wiring.ts) or `raiseIrq`
-   * (the interpreter: ioeventfds live in the dispatch table, plugin interrupts are pulsed by
-   * the VMM). Otherwise call attachMachine() once it does; plugins can start and attach
-   * before that, their handshake waits.
+   * The VM, if it already exists: guest RAM as memfds, and its wiring for ioeventfds and irqfds
+   * (openWiring of the VM's WiringToken, hypervisors/wiring.ts). Otherwise call attachMachine()
+   * once it does; plugins can start and attach before that, their handshake waits.
    */
   machine?: MachineWiring;
   /** The bus of in-process devices on this thread, so plugin regions cannot overlap them. */
@@ -131,7 +129,6 @@ export class PluginManager {
       throw new Error(`guest RAM at 0x${bad.guestPhys.toString(16)} is not backed by a memfd, so plugins cannot map it: ` +
         'allocate it with sharedGuestRam() (native/vmm.ts)');
     }
-    if (!machine.vm && !machine.raiseIrq) throw new Error('attachMachine: give `vm` (KVM_IRQFD) or `raiseIrq` so plugin interrupts reach the guest');
     this.setMachine(machine);
   }
 
@@ -140,12 +137,7 @@ export class PluginManager {
    * (shutdown) must not issue ioctls on its fd, whose number may already name another file.
    */
   machineGone(): void {
-    const gone = async (): Promise<void> => { throw new Error('the VM has been destroyed'); };
-    const released = async (): Promise<void> => undefined;
-    this.machine = this.machine.then((m) => ({
-      ...m,
-      vm: m.vm && { assignIoeventfd: gone, assignIrqfd: gone, deassignIoeventfd: released, deassignIrqfd: released },
-    }));
+    void this.machine.then((m) => m.wiring.release());
   }
 
   get slots(): readonly PluginSlot[] {

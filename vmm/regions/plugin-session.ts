@@ -1,8 +1,9 @@
 // The VMM's side of one plugin's control connection (docs/protocol.md): the handshake, slot and
 // memory-map replies, region and ioeventfd registration through the registry, the irqfd, and
 // the VMM's own requests (GET_REGION_IO_FDS, RESET, SHUTDOWN, CONSOLE_INPUT). Messages are
-// handled strictly in arrival order, one at a time, because some registrations wait for the
-// vCPU thread (KVM_IOEVENTFD / KVM_IRQFD). Anything malformed or out of order closes the
+// handled strictly in arrival order, one at a time, because some wait for the VM to exist.
+// Ioregions go into the VMM module's dispatch table; ioeventfds and irqfds go to the backend
+// through the VM's wiring (hypervisors/wiring.ts). Anything malformed or out of order closes the
 // connection with the reason; the session then undoes everything the plugin registered.
 import { fstatSync, readlinkSync } from 'node:fs';
 import { closeQuietly } from '../../wire/control-channel.ts';
@@ -14,6 +15,7 @@ import {
   encodeStateReply, encodeVersion, Errno, ERRNO_NAMES, IoregionFlag, IoFdType, IO_FDS_FIXED, MAX_MESSAGE_FDS, MAX_MESSAGE_SIZE,
   IoeventfdFlag, PROTOCOL_MAJOR, PROTOCOL_MINOR, RAM_READABLE, RAM_WRITABLE, type IoFdEntry, type SlotInfo,
 } from '../../wire/protocol.ts';
+import type { IoeventfdSpec, VmWiring } from '../../hypervisors/backend.ts';
 import type { RegionOwner, RegionRegistry, RegistryEntry } from './registry.ts';
 
 const SOCK_SEQPACKET = 5;
@@ -22,9 +24,8 @@ const SOCK_SEQPACKET = 5;
 export interface MachineWiring {
   /** Guest RAM as memfds (offset 0 = guestPhys). */
   ram: readonly { fd: number; guestPhys: number; size: number }[];
-  /** Backend can do KVM_IOEVENTFD / KVM_IRQFD (through `vm`); otherwise the dispatch table / `raiseIrq` stand in. */
-  vm?: VmWiring | undefined;
-  raiseIrq?: ((gsi: number) => void) | undefined;
+  /** Where ioeventfds and irqfds go (openWiring of the VM's WiringToken). */
+  wiring: VmWiring;
 }
 
 /** What a session needs from the VMM around it. */
@@ -37,17 +38,6 @@ export interface SessionHost {
   log(line: string): void;
   /** The slot's state memfd (GET_STATE): it outlives plugin processes; the VMM never reads it. */
   state: { fd: number; size: number };
-}
-
-/**
- * The hypervisor operations that must run where the Vm lives (the vCPU worker). The integrator
- * implements these by messaging the worker; fds are process-wide, so numbers cross threads.
- */
-export interface VmWiring {
-  assignIoeventfd(spec: { address: number; length: number; pio: boolean; datamatch?: bigint; fd: number }): Promise<void>;
-  deassignIoeventfd(spec: { address: number; length: number; pio: boolean; datamatch?: bigint; fd: number }): Promise<void>;
-  assignIrqfd(fd: number, gsi: number): Promise<void>;
-  deassignIrqfd(fd: number, gsi: number): Promise<void>;
 }
 
 interface Applied {
@@ -64,7 +54,8 @@ export class PluginSession {
   private queue: Promise<void> = Promise.resolve();
   private applied: Applied[] = [];
   private channels = new Map<number, number>(); // socket inode -> dispatch channel id
-  private irqfd: { fd: number; watcher?: { close(): void } } | undefined;
+  /** The slot's irqfd, once a plugin asked for it; the VMM keeps its own copy. */
+  private irqfd: number | undefined;
   private readyResolve!: () => void;
   private closedResolve!: (reason: string) => void;
   /** Resolves with the reason when the connection is gone. */
@@ -208,8 +199,8 @@ export class PluginSession {
         max_msg_fds: MAX_MESSAGE_FDS,
         max_msg_size: MAX_MESSAGE_SIZE,
         max_regions: this.owner.maxEntries,
-        ioeventfd_in_kernel: machine.vm !== undefined,
-        irqfd_in_kernel: machine.vm !== undefined,
+        ioeventfd_in_kernel: machine.wiring.ioeventfdInKernel,
+        irqfd_in_kernel: machine.wiring.irqfdInKernel,
       },
     }));
   }
@@ -227,29 +218,17 @@ export class PluginSession {
   private async onIrqfd(m: Message): Promise<void> {
     const machine = await this.host.machine();
     if (this.state === 'closed') return;
-    if (!this.irqfd) {
+    if (this.irqfd === undefined) {
       const fd = this.native.eventfd(0, true);
-      this.irqfd = { fd };
       try {
-        if (machine.vm) {
-          await machine.vm.assignIrqfd(fd, this.slot.irq);
-        } else if (machine.raiseIrq) {
-          const raise = machine.raiseIrq;
-          const w = new this.native.Watcher(fd, () => {
-            if (this.native.eventfdRead(fd) > 0) raise(this.slot.irq);
-          });
-          w.start(1);
-          this.irqfd.watcher = w;
-        } else {
-          throw new Error('this VMM has no way to deliver plugin interrupts');
-        }
+        machine.wiring.assignIrqfd(fd, this.slot.irq);
       } catch (e) {
         closeQuietly(fd);
-        this.irqfd = undefined;
         return this.replyError(m, Errno.EIO, (e as Error).message);
       }
+      this.irqfd = fd;
     }
-    this.reply(m, encodeIrqfdReply(this.slot.irq), [this.irqfd.fd]);
+    this.reply(m, encodeIrqfdReply(this.slot.irq), [this.irqfd]);
   }
 
   private onState(m: Message): void {
@@ -317,11 +296,10 @@ export class PluginSession {
     const res = this.host.registry.ioeventfd(this.owner, r);
     if (!res.ok) return done(res.errno, res.message);
     const entry = res.value;
-    const spec = (fd: number) => ({ address: entry.start, length: entry.size, pio: entry.bus === 'pio', datamatch: entry.datamatch, fd });
     if (r.flags & IoeventfdFlag.DEASSIGN) {
       const a = this.applied.find((x) => x.entry === entry);
       this.applied = this.applied.filter((x) => x !== a);
-      if (a?.fd !== undefined) await this.releaseIoeventfd(entry, a.fd, machine);
+      if (a?.fd !== undefined) this.releaseIoeventfd(entry, a.fd, machine);
       return done(0);
     }
     const fd = fds[r.fd];
@@ -330,8 +308,7 @@ export class PluginSession {
       return done(fd === undefined ? Errno.EBADF : Errno.EINVAL, fd === undefined ? `fd index ${r.fd} names none of the ${fds.length} fds sent` : 'the ioeventfd fd is not an eventfd');
     }
     try {
-      if (machine.vm) await machine.vm.assignIoeventfd(spec(fd));
-      else this.native.ioeventfdAdd(entry.id, entry.bus === 'pio' ? BUS_PIO : BUS_MMIO, entry.start, entry.size, fd, entry.datamatch);
+      machine.wiring.assignIoeventfd(ioeventfdSpec(entry, fd));
     } catch (e) {
       this.host.registry.remove(entry);
       return done((e as { code?: string }).code === 'EEXIST' ? Errno.EEXIST : Errno.EINVAL, (e as Error).message);
@@ -341,13 +318,11 @@ export class PluginSession {
     done(0);
   }
 
-  private async releaseIoeventfd(entry: RegistryEntry, fd: number, machine: MachineWiring): Promise<void> {
-    if (machine.vm) {
-      const datamatch = entry.kind === 'ioeventfd' ? entry.datamatch : undefined;
-      await machine.vm.deassignIoeventfd({ address: entry.start, length: entry.size, pio: entry.bus === 'pio', datamatch, fd })
-        .catch((e: unknown) => this.host.log(`${this.slot.name}: deassigning an ioeventfd failed: ${(e as Error).message}`));
-    } else {
-      this.native.ioeventfdRemove(entry.id);
+  private releaseIoeventfd(entry: RegistryEntry, fd: number, machine: MachineWiring): void {
+    try {
+      machine.wiring.deassignIoeventfd(ioeventfdSpec(entry, fd));
+    } catch (e) {
+      this.host.log(`${this.slot.name}: deassigning an ioeventfd failed: ${(e as Error).message}`);
     }
     closeQuietly(fd);
   }
@@ -413,11 +388,14 @@ export class PluginSession {
     this.applied = [];
     for (const ch of this.channels.values()) this.native.ioregionCloseChannel(ch);
     this.channels.clear();
-    if (this.irqfd) {
-      const { fd, watcher } = this.irqfd;
-      watcher?.close();
-      void this.host.machine().then(async (machine) => {
-        if (machine.vm) await machine.vm.deassignIrqfd(fd, this.slot.irq).catch(() => undefined);
+    if (this.irqfd !== undefined) {
+      const fd = this.irqfd;
+      void this.host.machine().then((machine) => {
+        try {
+          machine.wiring.deassignIrqfd(fd, this.slot.irq);
+        } catch {
+          // the backend refused: the fd is closed below all the same, and KVM drops an irqfd whose fd is gone
+        }
         closeQuietly(fd);
       });
       this.irqfd = undefined;
@@ -433,4 +411,8 @@ function isEventfd(fd: number): boolean {
   } catch {
     return false;
   }
+}
+
+function ioeventfdSpec(entry: RegistryEntry, fd: number): IoeventfdSpec {
+  return { address: entry.start, length: entry.size, pio: entry.bus === 'pio', datamatch: entry.kind === 'ioeventfd' ? entry.datamatch : undefined, fd };
 }

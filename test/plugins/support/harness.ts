@@ -1,11 +1,15 @@
 // A VMM without a CPU, for plugin tests: real guest RAM (a memfd, mapped here and in the
 // plugins), the real plugin manager and region registry, and guest accesses made exactly as a
-// vCPU thread makes them (the native dispatch table). Interrupts arrive through the manager's
-// raiseIrq path (the interpreter's path), so tests can wait for them.
+// vCPU thread makes them (the native dispatch table). Interrupts arrive through the
+// interpreter's wiring (an irq mailbox and a kick), taken as its vCPU takes them, so tests can
+// wait for them.
 import { DISPATCH_MISS, vmmNative } from '../../../native/vmm.ts';
 import { BUS_MMIO, BUS_PIO } from '../../../wire/protocol.ts';
 import { GuestMemory } from '../../../base/guest-memory.ts';
 import { buildMemoryMap, MiB } from '../../../base/memory-map.ts';
+import type { VmWiring } from '../../../hypervisors/backend.ts';
+import { IrqMailbox } from '../../../hypervisors/interp/irq-mailbox.ts';
+import { openWiring } from '../../../hypervisors/wiring.ts';
 import { startPluginManager, type PluginManager, type PluginManagerOptions } from '../../../vmm/regions/plugin-manager.ts';
 
 export interface Harness {
@@ -29,6 +33,33 @@ export interface Harness {
   close(): Promise<void>;
 }
 
+/**
+ * The wiring of an interpreter VM whose vCPU does nothing but take plugin interrupts: when the
+ * wiring kicks it, it clears the kick and pulses what the mailbox holds, as InterpVcpu does.
+ */
+export function cpuLessWiring(onPulse: (gsi: number) => void = () => undefined): { wiring: VmWiring; stop(): void } {
+  const mailbox = new IrqMailbox();
+  const kick = { backend: 'interp' as const, control: new SharedArrayBuffer(4) };
+  const word = new Int32Array(kick.control);
+  let stopped = false;
+  void (async () => {
+    while (!stopped) {
+      const w = Atomics.waitAsync(word, 0, 0);
+      if (w.async) await w.value;
+      Atomics.store(word, 0, 0);
+      mailbox.take((gsi, level) => { if (level && !stopped) onPulse(gsi); });
+    }
+  })();
+  return {
+    wiring: openWiring({ backend: 'interp', irqMailbox: mailbox.buffer, kick }),
+    stop() {
+      stopped = true;
+      Atomics.store(word, 0, 1);
+      Atomics.notify(word, 0);
+    },
+  };
+}
+
 export function startHarness(opts: Partial<PluginManagerOptions> & { ramSize?: number } = {}): Harness {
   const native = vmmNative();
   const ramSize = opts.ramSize ?? 32 * MiB;
@@ -45,17 +76,18 @@ export function startHarness(opts: Partial<PluginManagerOptions> & { ramSize?: n
   const hvcText = () => Buffer.concat(hvc0).toString('latin1');
   const countWaiters: { pattern: RegExp; count: number; resolve(): void }[] = [];
   const matching = (pattern: RegExp) => logs.reduce((n, l) => n + (pattern.test(l) ? 1 : 0), 0);
+  const cpu = cpuLessWiring((gsi) => {
+    irqs.set(gsi, (irqs.get(gsi) ?? 0) + 1);
+    for (const w of [...irqWaiters]) {
+      if (w.gsi === gsi && irqs.get(gsi)! >= w.count) {
+        irqWaiters.splice(irqWaiters.indexOf(w), 1);
+        w.resolve();
+      }
+    }
+  });
   const manager = startPluginManager({
     memoryMap: map,
-    machine: { ram: [{ fd: ramFd, guestPhys: 0, size: ramSize }], raiseIrq: (gsi) => {
-      irqs.set(gsi, (irqs.get(gsi) ?? 0) + 1);
-      for (const w of [...irqWaiters]) {
-        if (w.gsi === gsi && irqs.get(gsi)! >= w.count) {
-          irqWaiters.splice(irqWaiters.indexOf(w), 1);
-          w.resolve();
-        }
-      }
-    } },
+    machine: { ram: [{ fd: ramFd, guestPhys: 0, size: ramSize }], wiring: cpu.wiring },
     consoleOutput: (_c, b) => {
       hvc0.push(b.slice());
       for (const w of [...hvcWaiters]) {
@@ -116,6 +148,7 @@ export function startHarness(opts: Partial<PluginManagerOptions> & { ramSize?: n
     },
     async close() {
       await manager.shutdown();
+      cpu.stop();
       native.closeFd(ramFd);
     },
   };

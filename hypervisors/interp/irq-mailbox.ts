@@ -1,9 +1,8 @@
-// Plugin interrupts for backends without irqfd (the interpreter): the plugin manager, on the
-// main thread, is told "pulse GSI n" when a plugin writes its irqfd; the vCPU worker owns the
-// interrupt controller. This mailbox carries the pulses across in one SharedArrayBuffer word
-// (a bit per GSI 0-31): the main thread posts and then kicks the vCPU; the worker takes all
-// pending bits between two run()s and pulses the lines. Pulses of one line coalesce, like
-// eventfd writes do, which is why devices keep their interrupt status in registers.
+// Plugin interrupts on the interpreter, which has no irqfd: the main thread's wiring (wiring.ts)
+// watches each plugin's irqfd and, when it is written, posts "pulse GSI n" here and kicks the
+// vCPU; the vCPU, which owns the interrupt controller, takes every pending pulse when the kick
+// arrives. One SharedArrayBuffer word carries them (a bit per GSI 0-31). Pulses of one line
+// coalesce, like eventfd writes do, which is why devices keep their interrupt status in registers.
 export class IrqMailbox {
   readonly buffer: SharedArrayBuffer;
   private readonly word: Int32Array;
