@@ -1,11 +1,9 @@
-// The vCPU run loop: run the guest, answer the exits that in-process devices handle, and return
-// when the machine must stop. This is the VMM's hot path for exits, so it allocates nothing per
-// port-I/O exit and checks for requests from the main thread with one atomic load.
+// The vCPU run loop: run the guest, have the platform's bus complete the exits that reach the
+// VMM, and return when the machine must stop. This is the VMM's hot path for exits, so it
+// allocates nothing per port-I/O exit and checks for requests from the main thread with one
+// atomic load. It knows no addresses: the bus (vmm/platform.ts) decodes them.
 import { ExitReason, ExitReasonName, type Vcpu } from '../hypervisors/backend.ts';
 import type { IoBus } from './io-bus.ts';
-import { DEVICE_WINDOW } from '../base/memory-map.ts';
-import { dispatchToPlugins } from './regions/dispatch.ts';
-import { PIO_SLOT_BASE } from '../base/slots.ts';
 import { Control, type Outcome } from './worker-protocol.ts';
 
 export interface LoopHooks {
@@ -17,40 +15,19 @@ export interface LoopHooks {
   resetRequested(): boolean;
 }
 
-const DEVICE_WINDOW_END = DEVICE_WINDOW.start + DEVICE_WINDOW.size;
-
-/**
- * Accesses to device-plugin regions (the device MMIO window, the plugin port range) go to the
- * plugins first: on KVM the addon completes nearly all of them natively and only string I/O
- * gets here; on the interpreter every one does. Everything else is an in-process device's.
- */
 export function runVcpu(vcpu: Vcpu, bus: IoBus, hooks: LoopHooks): Outcome {
   const exit = vcpu.exit;
   if (Atomics.load(hooks.control, Control.requests) & Control.stop) return { kind: 'stopped', detail: 'stop requested' };
   for (;;) {
     const reason = vcpu.run();
     switch (reason) {
-      case ExitReason.Io: {
-        const { address: port, size, count, data } = exit;
-        if (port >= PIO_SLOT_BASE && dispatchToPlugins(exit, true)) break;
-        if (exit.write) {
-          for (let i = 0; i < count; i++) bus.pioWrite(port, size, readLE(data, i * size, size));
-        } else {
-          for (let i = 0; i < count; i++) writeLE(data, i * size, size, bus.pioRead(port, size));
-        }
+      case ExitReason.Io:
+        bus.completePio(exit);
         if (hooks.resetRequested()) return { kind: 'reset', detail: 'the guest pulsed the i8042 reset line' };
         break;
-      }
-      case ExitReason.Mmio: {
-        const { address, size, data } = exit;
-        if (address >= DEVICE_WINDOW.start && address < DEVICE_WINDOW_END && dispatchToPlugins(exit, false)) break;
-        if (exit.write) {
-          bus.mmioWrite(address, size, readLE64(data, size));
-        } else {
-          writeLE64(data, size, bus.mmioRead(address, size));
-        }
+      case ExitReason.Mmio:
+        bus.completeMmio(exit);
         break;
-      }
       case ExitReason.Kicked:
         break;
       case ExitReason.Hlt:
@@ -84,29 +61,4 @@ export function runVcpu(vcpu: Vcpu, bus: IoBus, hooks: LoopHooks): Outcome {
       }
     }
   }
-}
-
-function readLE(data: Uint8Array, offset: number, size: number): number {
-  if (size === 1) return data[offset]!;
-  if (size === 2) return data[offset]! | (data[offset + 1]! << 8);
-  return (data[offset]! | (data[offset + 1]! << 8) | (data[offset + 2]! << 16) | (data[offset + 3]! << 24)) >>> 0;
-}
-
-function writeLE(data: Uint8Array, offset: number, size: number, value: number): void {
-  data[offset] = value;
-  if (size >= 2) data[offset + 1] = value >>> 8;
-  if (size >= 4) {
-    data[offset + 2] = value >>> 16;
-    data[offset + 3] = value >>> 24;
-  }
-}
-
-function readLE64(data: Uint8Array, size: number): bigint {
-  let v = 0n;
-  for (let i = size - 1; i >= 0; i--) v = (v << 8n) | BigInt(data[i]!);
-  return v;
-}
-
-function writeLE64(data: Uint8Array, size: number, value: bigint): void {
-  for (let i = 0; i < size; i++) data[i] = Number((value >> BigInt(8 * i)) & 0xffn);
 }

@@ -2,7 +2,7 @@
 // blocks this thread only; the main thread stays free for the console, web viewers and plugins.
 import { parentPort, workerData } from 'node:worker_threads';
 import { backendNamed } from '../hypervisors/backends.ts';
-import { isExitCodeError } from './errors.ts';
+import { LoaderError } from '../firmware/loader-error.ts';
 import { buildMachine, type Machine } from './machine.ts';
 import { runVcpu } from './vcpu-loop.ts';
 import { Control, type MachineSpec, type Outcome, type WorkerMessage } from './worker-protocol.ts';
@@ -18,7 +18,7 @@ async function main(): Promise<Outcome> {
   try {
     machine = buildMachine(hv, spec);
   } catch (e) {
-    if (isExitCodeError(e)) return { kind: 'load-error', detail: e.message, exitCode: e.exitCode };
+    if (e instanceof LoaderError) return { kind: 'load-error', detail: e.message, exitCode: e.exitCode };
     throw e;
   }
   try {

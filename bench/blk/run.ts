@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ensureImages } from '../../firmware/images/build.ts';
 import { TSVMM_BIN } from '../../test/support/tsvmm-process.ts';
-import { DEFAULT_CMDLINE } from '../../vmm/run.ts';
+import { DEFAULT_CMDLINE } from '../../cli/run.ts';
 import { INTERP } from '../../hypervisors/interp/descriptor.ts';
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '3' }, mib: { type: 'string', default: '128' } } });

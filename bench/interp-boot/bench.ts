@@ -12,7 +12,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { ensureImages, READY_MARKER } from '../../firmware/images/build.ts';
 import { TSVMM_BIN } from '../../test/support/tsvmm-process.ts';
-import { DEFAULT_CMDLINE } from '../../vmm/run.ts';
+import { DEFAULT_CMDLINE } from '../../cli/run.ts';
 import { INTERP } from '../../hypervisors/interp/descriptor.ts';
 import { bootToMarker } from './guest-run.ts';
 

@@ -2,7 +2,7 @@
 // behind the real plugin manager, driven through the dispatch table as a vCPU would.
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { Reg } from '../../devices/virtio/mmio-transport.ts';
-import { builtinPluginArgv } from '../../vmm/regions/plugin-manager.ts';
+import { builtinPluginArgv } from '../../vmm/plugin-host/manager.ts';
 import { startHarness, type Harness } from './support/harness.ts';
 import { TestVirtioDriver } from './support/virtio-driver.ts';
 

@@ -14,7 +14,7 @@ import { Plugin } from '../../devices/plugin-sdk/plugin.ts';
 import {
   buildMessage, Command, encodeIoeventfd, encodeIoregion, encodeVersion, Flags, PROTOCOL_MAJOR,
 } from '../../wire/protocol.ts';
-import { builtinPluginArgv } from '../../vmm/regions/plugin-manager.ts';
+import { builtinPluginArgv } from '../../vmm/plugin-host/manager.ts';
 import { prng } from './support/prng.ts';
 import { startHarness, type Harness } from './support/harness.ts';
 

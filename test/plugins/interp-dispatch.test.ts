@@ -9,8 +9,8 @@ import { openWiring } from '../../hypervisors/wiring.ts';
 import { PROBE } from '../../devices/plugins/probe/layout.ts';
 import { GuestMemory } from '../../base/guest-memory.ts';
 import { buildMemoryMap, MiB } from '../../base/memory-map.ts';
-import { dispatchToPlugins } from '../../vmm/regions/dispatch.ts';
-import { builtinPluginArgv, startPluginManager, type PluginManager } from '../../vmm/regions/plugin-manager.ts';
+import { dispatchToPlugins } from '../../vmm/plugin-host/dispatch.ts';
+import { builtinPluginArgv, startPluginManager, type PluginManager } from '../../vmm/plugin-host/manager.ts';
 import { Asm, R } from '../guests/asm.ts';
 
 const RAM = 16 * MiB;

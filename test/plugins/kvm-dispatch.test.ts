@@ -10,7 +10,7 @@ import { GUEST, TestGuest, kvmSkipReason } from '../guests/guest.ts';
 import { littleEndian } from '../guests/run.ts';
 import { buildMemoryMap, MiB } from '../../base/memory-map.ts';
 import { openWiring } from '../../hypervisors/wiring.ts';
-import { builtinPluginArgv, startPluginManager, type PluginManager } from '../../vmm/regions/plugin-manager.ts';
+import { builtinPluginArgv, startPluginManager, type PluginManager } from '../../vmm/plugin-host/manager.ts';
 
 const skip = kvmSkipReason();
 if (skip) console.warn(skip);

@@ -7,7 +7,7 @@ import { afterAll, afterEach, describe, expect, test } from 'vitest';
 import { vmmNative } from '../../native/vmm.ts';
 import { Errno } from '../../wire/protocol.ts';
 import { buildMemoryMap, MiB } from '../../base/memory-map.ts';
-import { builtinPluginArgv, startPluginManager, type PluginManager } from '../../vmm/regions/plugin-manager.ts';
+import { builtinPluginArgv, startPluginManager, type PluginManager } from '../../vmm/plugin-host/manager.ts';
 import { cpuLessWiring, startHarness, type Harness } from './support/harness.ts';
 
 let h: Harness | undefined;
@@ -78,7 +78,7 @@ describe('plugins started before the VM exists (how tsvmm run starts them)', () 
 
 describe('plugin command-line options', () => {
   test('--disk values are checked before anything starts, with the fix in the message', async () => {
-    const { parseDisk, checkPluginSocket } = await import('../../vmm/regions/plugin-options.ts');
+    const { parseDisk, checkPluginSocket } = await import('../../cli/plugin-options.ts');
     const dir = mkdtempSync(join(tmpdir(), 'tsvmm-opts-'));
     const img = join(dir, 'd.img');
     const { writeFileSync } = await import('node:fs');

@@ -7,9 +7,8 @@ import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { vmmNative } from '../../native/vmm.ts';
 import { Plugin, PluginRequestError } from '../../devices/plugin-sdk/plugin.ts';
 import { Command, encodeIoeventfd, encodeIoregion, Errno, IoeventfdFlag, IoregionFlag } from '../../wire/protocol.ts';
-import { IoBus } from '../../vmm/io-bus.ts';
 import { SLOT_STATE_SIZE } from '../../base/slots.ts';
-import type { PluginSlot } from '../../vmm/regions/plugin-manager.ts';
+import type { PluginSlot } from '../../vmm/plugin-host/manager.ts';
 import { startHarness, type Harness } from './support/harness.ts';
 
 const native = vmmNative();
@@ -22,12 +21,11 @@ let seq: [number, number];
 
 beforeEach(async () => {
   dir = mkdtempSync(join(tmpdir(), 'tsvmm-reg-'));
-  const ioBus = new IoBus();
-  h = startHarness({ ioBus, maxRegionsPerPlugin: 16 });
+  h = startHarness({ maxRegionsPerPlugin: 16 });
   slot = h.manager.addSocket(join(dir, 'a.sock'));
   other = h.manager.addSocket(join(dir, 'b.sock'));
-  // An in-process device inside slot a, registered through the same registry.
-  h.manager.registry.addMmioDevice(slot.mmioBase + 0xf00, 0x10, { name: 'in-process-test-device', mmioRead: () => 0n, mmioWrite: () => undefined });
+  // An in-process device inside slot a, reserved in the same registry.
+  h.manager.registry.reserveInProcess('mmio', slot.mmioBase + 0xf00, 0x10, 'in-process-test-device');
   plugin = await Plugin.connect({ name: 'errno-test', socketPath: join(dir, 'a.sock') });
   seq = native.socketpair('seqpacket');
 });

@@ -1,8 +1,8 @@
 // The VMM's small pure parts: sizes, the I/O bus, the console tail.
 import { describe, expect, test } from 'vitest';
-import { ConsoleTail } from '../../vmm/console-tail.ts';
+import { ConsoleTail } from '../../cli/console-tail.ts';
 import { BusConflictError, IoBus } from '../../vmm/io-bus.ts';
-import { formatSize, parseSize } from '../../vmm/size.ts';
+import { formatSize, parseSize } from '../../cli/size.ts';
 
 describe('sizes', () => {
   test('parses the forms users write', () => {

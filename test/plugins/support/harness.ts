@@ -10,7 +10,7 @@ import { buildMemoryMap, MiB } from '../../../base/memory-map.ts';
 import type { VmWiring } from '../../../hypervisors/backend.ts';
 import { IrqMailbox } from '../../../hypervisors/interp/irq-mailbox.ts';
 import { openWiring } from '../../../hypervisors/wiring.ts';
-import { startPluginManager, type PluginManager, type PluginManagerOptions } from '../../../vmm/regions/plugin-manager.ts';
+import { startPluginManager, type PluginManager, type PluginManagerOptions } from '../../../vmm/plugin-host/manager.ts';
 
 export interface Harness {
   manager: PluginManager;

@@ -1,22 +1,20 @@
-// The plugin manager: gives each out-of-process device a slot (MMIO window, interrupt line,
-// optional port range), starts its process or listens for it, runs its control session, and
-// keeps the VM alive when it fails. Lives on the VMM's main thread; the vCPU threads reach
-// plugins only through the native dispatch table (devices/plugin-sdk/native/src/ioregion.cc),
-// which the sessions fill in. See docs/protocol.md and docs/plugins.md.
+// The plugin manager, the heart of the plugin host: gives each out-of-process device a slot
+// (MMIO window, interrupt line, port range, state memory), starts its process or listens for it,
+// runs its control session, and keeps the VM alive when it fails. Lives on the VMM's main
+// thread; the vCPU threads reach plugins only through the native dispatch table
+// (native/src/ioregion/), which the sessions fill in. See docs/protocol.md and docs/plugins.md.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, lstatSync, unlinkSync, writeSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { Watcher } from '../../wire/fd-io.ts';
 import { vmmNative } from '../../native/vmm.ts';
-import type { IoBus } from '../io-bus.ts';
-import type { MemoryMap } from '../../base/memory-map.ts';
+import type { BusRange, MemoryMap } from '../../base/memory-map.ts';
 import { SLOT_STATE_SIZE, slotLayout } from '../../base/slots.ts';
 import { RegionRegistry } from './registry.ts';
-import { PluginSession, type MachineWiring, type SessionHost } from './plugin-session.ts';
-import type { Bus } from './registry.ts';
+import { PluginSession, type MachineWiring, type SessionHost } from './session.ts';
 
-export type { MachineWiring } from './plugin-session.ts';
+export type { MachineWiring } from './session.ts';
 
 /** A plugin that dies this soon after starting counts towards a crash loop... */
 const QUICK_FAILURE_MS = 10_000;
@@ -31,10 +29,12 @@ export interface PluginManagerOptions {
    * once it does; plugins can start and attach before that, their handshake waits.
    */
   machine?: MachineWiring;
-  /** The bus of in-process devices on this thread, so plugin regions cannot overlap them. */
-  ioBus?: IoBus;
-  /** In-process device ranges on another thread's bus (the vCPU worker's): plugins cannot overlap them either. */
-  inProcess?: readonly { bus: Bus; start: number; size: number; name: string }[];
+  /**
+   * Ranges answered inside the VMM process, not by plugins: the platform devices on the vCPU
+   * worker's bus (vmm/platform.ts, platformRanges) and the backend's own (its descriptor's
+   * claims; more can be reserved later through `registry`). Plugins cannot register over them.
+   */
+  inProcess?: readonly BusRange[];
   /** Bytes the guest wrote to hvc0 (virtio-console plugin). */
   consoleOutput?: (console: 'hvc0', bytes: Uint8Array) => void;
   /** One line per event worth telling the user (plugin failures, plugin log messages). */
@@ -110,7 +110,7 @@ export class PluginManager {
   private setMachine!: (m: MachineWiring) => void;
 
   constructor(private readonly opts: PluginManagerOptions) {
-    this.registry = new RegionRegistry(opts.ioBus);
+    this.registry = new RegionRegistry();
     for (const d of opts.inProcess ?? []) this.registry.reserveInProcess(d.bus, d.start, d.size, d.name);
     this.machine = new Promise((resolve) => (this.setMachine = resolve));
     if (opts.machine) this.attachMachine(opts.machine);

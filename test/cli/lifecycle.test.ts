@@ -6,7 +6,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { builtinPluginArgv } from '../../vmm/regions/plugin-manager.ts';
+import { builtinPluginArgv } from '../../vmm/plugin-host/manager.ts';
 import { kvmSkipReason as probeSkipReason } from '../guests/guest.ts';
 import { TSVMM_BIN, TsvmmProcess, runTsvmm } from '../support/tsvmm-process.ts';
 import { printThenHalt, printThenReset, pvhElf, serialEcho } from './fixtures/bare-metal-elf.ts';

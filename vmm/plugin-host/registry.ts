@@ -1,16 +1,15 @@
-// The VMM's one region registry: every guest-physical MMIO range and port range that something
-// other than RAM answers, whether an in-process device model (through vmm/io-bus.ts), a plugin's
-// ioregion, or an ioeventfd. It enforces KVM_SET_IOREGION's rules from ioregionfd RFC v3 plus
-// two of tsvmm's own (slot confinement, per-plugin limit), and answers with the errno the plugin
-// protocol returns. It does not touch the hypervisor or the dispatch table: the plugin manager
-// applies what the registry accepts.
-import type { IoBus } from '../io-bus.ts';
-import type { MmioDevice, PioDevice } from '../../devices/device.ts';
+// The VMM's one region registry, the authority on who owns a guest-physical MMIO range or a port
+// range that is not RAM: the in-process platform devices (vmm/platform.ts) and the backend's own
+// (its descriptor's claims) are reserved in it, and every plugin ioregion and ioeventfd is
+// registered through it. It enforces KVM_SET_IOREGION's rules from ioregionfd RFC v3 plus two of
+// tsvmm's own (slot confinement, per-plugin limit), and answers with the errno the plugin protocol
+// returns. It does not touch the hypervisor or the dispatch table: the plugin sessions apply what
+// the registry accepts.
+import type { Bus, BusRange } from '../../base/memory-map.ts';
 import { Errno, IoeventfdFlag, IoregionFlag } from '../../wire/protocol.ts';
 
-export type Bus = 'mmio' | 'pio';
-
-/** Who registers: a plugin with its slot. In-process devices go through addMmioDevice/addPioDevice. */
+export type { Bus } from '../../base/memory-map.ts';
+/** Who registers: a plugin with its slot. The VMM's own devices are reserved (reserveInProcess). */
 export interface RegionOwner {
   readonly name: string;
   readonly mmio: { start: number; size: number };
@@ -54,19 +53,19 @@ const ZERO_LENGTH_SPAN = 8;
 export class RegionRegistry {
   private entries: RegistryEntry[] = [];
   private nextId = 1;
-  /** Ranges of in-process devices that live on another thread's IoBus (the vCPU worker's). */
-  private readonly inProcess: { bus: Bus; start: number; size: number; name: string }[] = [];
-
-  constructor(private readonly ioBus?: IoBus) {}
+  /** Ranges answered by the VMM itself (its platform devices, on the vCPU worker's bus) or its backend. */
+  private readonly reserved: BusRange[] = [];
 
   /**
-   * Record an in-process device range that is not on this registry's IoBus (the machine's bus
-   * lives on the vCPU worker): plugins then cannot register over it (EEXIST).
+   * Reserve a range answered inside the VMM process, not by a plugin: a platform device or one
+   * the backend serves itself. Plugins then cannot register over it (EEXIST); a range that
+   * overlaps another reserved one or a plugin's registration is refused.
    */
   reserveInProcess(bus: Bus, start: number, size: number, name: string): void {
-    const clash = this.clashWithEntries(bus, start, size, undefined);
+    const other = this.reserved.find((d) => d.bus === bus && start < d.start + d.size && d.start < start + size);
+    const clash = other ? `overlaps ${other.name}` : this.clashWithEntries(bus, start, size, undefined);
     if (clash) throw new Error(`${name} at 0x${start.toString(16)}: ${clash}`);
-    this.inProcess.push({ bus, start, size, name });
+    this.reserved.push({ bus, start, size, name });
   }
 
   /** KVM_SET_IOREGION, assign or deassign (flags & DEASSIGN): the entry added, or the one removed. */
@@ -130,24 +129,6 @@ export class RegionRegistry {
     return owner ? this.entries.filter((e) => e.owner === owner) : this.entries;
   }
 
-  /** Add an in-process MMIO device to the I/O bus, refusing overlaps with plugin registrations. */
-  addMmioDevice(base: number, size: number, device: MmioDevice): void {
-    const clash = this.clashWithEntries('mmio', base, size, undefined);
-    if (clash) throw new Error(`${device.name} at 0x${base.toString(16)}: ${clash}`);
-    this.requireBus().addMmio(base, size, device);
-  }
-
-  addPioDevice(port: number, count: number, device: PioDevice): void {
-    const clash = this.clashWithEntries('pio', port, count, undefined);
-    if (clash) throw new Error(`${device.name} at port 0x${port.toString(16)}: ${clash}`);
-    this.requireBus().addPio(port, count, device);
-  }
-
-  private requireBus(): IoBus {
-    if (!this.ioBus) throw new Error('this RegionRegistry was created without an IoBus for in-process devices');
-    return this.ioBus;
-  }
-
   private count(owner: RegionOwner): number {
     return this.entries.reduce((n, e) => n + (e.owner === owner ? 1 : 0), 0);
   }
@@ -172,8 +153,7 @@ export class RegionRegistry {
    */
   private clash(bus: Bus, start: number, size: number, datamatch: bigint | null | undefined): string | undefined {
     const span = size === 0 ? ZERO_LENGTH_SPAN : size;
-    const dev = (bus === 'mmio' ? this.ioBus?.mmio.overlaps(start, span) : this.ioBus?.pio.overlaps(start, span)) ??
-      this.inProcess.find((d) => d.bus === bus && start < d.start + d.size && d.start < start + span)?.name;
+    const dev = this.reserved.find((d) => d.bus === bus && start < d.start + d.size && d.start < start + span)?.name;
     if (dev) return `${bus} range 0x${start.toString(16)}+0x${span.toString(16)} overlaps in-process device ${dev}`;
     return this.clashWithEntries(bus, start, size, datamatch);
   }

@@ -1,12 +1,13 @@
-// The vCPU worker's side of plugin dispatch, for exits that reach JavaScript: on the
-// interpreter every Io/Mmio exit, on KVM only those the addon could not complete natively
-// (string I/O). Call `dispatchToPlugins` before the in-process IoBus; when it returns true the
-// access is done (reads: exit.data holds the value — all-ones if the plugin has failed).
-// The dispatch table is process-wide (devices/plugin-sdk/native/src/ioregion.cc): the plugin
-// manager on the main thread fills it, this thread only reads it. Nothing crosses threads.
+// Plugin dispatch for exits that reach JavaScript: on the interpreter every access to the
+// plugin slots, on KVM only string I/O (its run loop completes single accesses in C++). The IoBus
+// hands such exits to `pluginDispatcher` (vmm/platform.ts puts it on the slot windows); when it
+// returns true the access is done (a read's exit.data holds the value: all-ones if the plugin has
+// failed). The dispatch table is process-wide (native/src/ioregion/): the plugin host on the main
+// thread fills it, the vCPU thread only reads it. Nothing crosses threads.
 import type { VcpuExit } from '../../hypervisors/backend.ts';
 import { DISPATCH_MISS, vmmNative } from '../../native/vmm.ts';
 import { BUS_MMIO, BUS_PIO } from '../../wire/protocol.ts';
+import type { ExitDispatcher } from '../io-bus.ts';
 
 const native = vmmNative();
 
@@ -22,3 +23,5 @@ export function dispatchToPlugins(exit: VcpuExit, pio: boolean): boolean {
   }
   return true;
 }
+
+export const pluginDispatcher: ExitDispatcher = { name: 'device plugin slots', dispatch: dispatchToPlugins };

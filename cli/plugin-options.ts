@@ -6,7 +6,7 @@
 // guest /dev/hvc0; `--console hvc0` only chooses what the terminal shows).
 import { accessSync, constants, existsSync, lstatSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
-import type { PluginManager } from './plugin-manager.ts';
+import type { PluginManager } from '../vmm/plugin-host/manager.ts';
 
 export interface DiskOption {
   path: string;

@@ -2,7 +2,7 @@
 // On a TTY, stdin goes into raw mode so every key (Ctrl-C included) reaches the guest, and
 // QEMU's escape key works: Ctrl-A x quits, Ctrl-A Ctrl-A sends a literal Ctrl-A, Ctrl-A h
 // prints help. Raw mode is undone on every way out (see `restore` and the exit hook).
-import type { ConsoleHub, ConsoleName } from './console-hub.ts';
+import type { ConsoleHub, ConsoleName } from '../vmm/console-hub.ts';
 
 const CTRL_A = 0x01;
 

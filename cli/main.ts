@@ -1,16 +1,15 @@
 // The tsvmm command line. Every error a user can cause ends with a message that names the
 // problem and the fix, and exit code 2; guest outcomes map to 0/1 (see vmm/errors.ts).
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { ensureImages } from '../firmware/images/build.ts';
-import { BACKEND_REQUESTS, type BackendRequest } from './backend-choice.ts';
-import { CONSOLE_NAMES, type ConsoleName } from './console-hub.ts';
-import { UsageError, isExitCodeError } from './errors.ts';
-import { IMAGE_ARCHS, type ImageArch } from '../firmware/images/build.ts';
 import { buildMemoryMap, MemoryMapError } from '../base/memory-map.ts';
+import { ensureImages, IMAGE_ARCHS, type ImageArch } from '../firmware/images/build.ts';
+import { CONSOLE_NAMES, type ConsoleName } from '../vmm/console-hub.ts';
+import { WebAddressError, parseWebAddress } from '../web/cli-options.ts';
+import { BACKEND_REQUESTS, type BackendRequest } from './backend-choice.ts';
+import { UsageError, isExitCodeError } from './errors.ts';
+import { PluginOptionError, checkPluginSocket, parseDisk, type PluginOptions } from './plugin-options.ts';
 import { DEFAULT_CMDLINE, log, run } from './run.ts';
 import { parseSize } from './size.ts';
-import { WebAddressError, parseWebAddress } from '../web/cli-options.ts';
-import { PluginOptionError, checkPluginSocket, parseDisk, type PluginOptions } from './regions/plugin-options.ts';
 
 const HELP = `tsvmm — a virtual machine monitor in TypeScript
 
