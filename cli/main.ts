@@ -43,7 +43,8 @@ Options for run:
   --web [[HOST:]PORT]        serve the console to browsers (xterm.js); prints a URL with an
                              access token and a read-only URL (default 127.0.0.1, a free port)
 
-Environment: TSVMM_KVM_DEVICE names the KVM device (default /dev/kvm).
+Environment: TSVMM_KVM_DEVICE names the KVM device (default /dev/kvm); TSVMM_DEBUG=1 adds
+the stack trace to an internal error.
 
 Console keys: Ctrl-A x quits, Ctrl-A Ctrl-A sends Ctrl-A, Ctrl-A h shows help.
 Exit status: 0 when the guest powers off or resets; 1 on a guest kernel panic or a backend
@@ -180,7 +181,9 @@ main(process.argv.slice(2)).then(
       process.stderr.write(`tsvmm: ${e.message}\n`);
       process.exitCode = e.exitCode;
     } else {
-      process.stderr.write(`tsvmm: internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+      // A bug in tsvmm, not the user's doing: the message, and the stack only for whoever debugs it.
+      const debug = process.env.TSVMM_DEBUG && e instanceof Error && e.stack;
+      process.stderr.write(`tsvmm: internal error: ${e instanceof Error ? e.message : String(e)}${debug ? `\n${e.stack}` : ' (TSVMM_DEBUG=1 shows where)'}\n`);
       process.exitCode = 1;
     }
   },

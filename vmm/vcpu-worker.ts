@@ -49,5 +49,5 @@ async function main(): Promise<Outcome> {
 
 main().then(
   (outcome) => post({ type: 'stopped', outcome }),
-  (e: unknown) => post({ type: 'stopped', outcome: { kind: 'internal-error', detail: e instanceof Error ? (e.stack ?? e.message) : String(e) } }),
+  (e: unknown) => post({ type: 'stopped', outcome: { kind: 'internal-error', detail: e instanceof Error ? e.message : String(e) } }),
 );

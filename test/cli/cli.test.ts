@@ -36,6 +36,15 @@ describe('tsvmm CLI', () => {
     expect(r.code).toBe(2);
   });
 
+  test('bad input found while the device plugins start: the message and exit 2, no stack trace from tsvmm or its plugins', async () => {
+    // The console plugin is still in its handshake when the image is refused and it is shut down.
+    const r = await runTsvmm(['run', '--backend', 'interp', '--image', 'x86_64', '--no-stdio']);
+    expect(r.stderr).toMatch(/--image x86_64: the interpreter backend runs 32-bit x86 guests; use --image i386/);
+    expect(r.code).toBe(2);
+    expect(r.stderr).not.toMatch(/^\s+at |Node\.js v\d|\bError: /m);
+    expect(r.stderr).not.toMatch(/virtio-console/);
+  });
+
   test('a kernel file that is neither bzImage nor ELF is refused with exit 2', async () => {
     const bogus = join(dir, 'notes.txt');
     writeFileSync(bogus, 'this is not a kernel\n'.repeat(100));

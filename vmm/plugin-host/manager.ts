@@ -226,7 +226,10 @@ export class PluginManager {
     await Promise.all(this.runtimes.map(async (r) => {
       clearTimeout(r.restartTimer);
       if (r.session && !r.session.closeReason) {
-        await withTimeout(r.session.shutdown(), timeoutMs).catch((e: unknown) => this.log(`${r.slot.name}: shutdown: ${(e as Error).message}`));
+        // A plugin still in its handshake has nothing to flush: closing its socket is its SHUTDOWN.
+        if (r.session.isActive) {
+          await withTimeout(r.session.shutdown(), timeoutMs).catch((e: unknown) => this.log(`${r.slot.name}: shutdown: ${(e as Error).message}`));
+        }
         r.session.close('VMM shutting down');
       }
       if (r.child && r.exited) {
