@@ -1,4 +1,4 @@
-// Messages and shared buffers between the main thread (vmm/run.ts) and the vCPU worker
+// Messages and shared buffers between the main thread (vmm/virtual-machine.ts) and the vCPU worker
 // (vmm/vcpu-worker.ts). Console bytes and requests travel through SharedArrayBuffers so the
 // worker can take them between two KVM_RUNs without going through its event loop.
 import type { BackendName, KickToken, WiringToken } from '../hypervisors/backend.ts';

@@ -1,5 +1,5 @@
 // What `tsvmm run --web [HOST:]PORT` means, and the lines it prints, kept next to the server so
-// the CLI (vmm/cli.ts) and the end-to-end test agree on them.
+// the CLI (cli/main.ts) and the end-to-end test agree on them.
 import type { WebConsole } from './server.ts';
 
 export class WebAddressError extends Error {}

@@ -21,7 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Must match bench/exits/guest.ts and vmm/memory-map.ts. */
+/* Must match bench/exits/guest.ts and base/memory-map.ts. */
 #define DONE_PORT 0xe0
 #define EXIT_PORT 0x510
 #define DOORBELL_PORT 0x600

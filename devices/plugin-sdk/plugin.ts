@@ -13,12 +13,11 @@ import { closeQuietly } from '../../wire/control-channel.ts';
 import { ControlPeer, RequestError, type Message } from '../../wire/control-peer.ts';
 import type { Watcher } from '../../wire/fd-io.ts';
 import {
-  Command, CONSOLE_HVC0, decodeConsole, decodeDispatchCommand, decodeIoFdsRequest, decodeIrqfdReply, decodeMemoryMapReply,
-  decodeSlot, decodeStateReply, decodeVersion, DISPATCH_RECORD_SIZE, encodeDispatchResponse, encodeIoeventfd, encodeIoFdsReply,
-  encodeIoregion, encodeLog, encodeMemoryMapRequest, encodeVersion, Errno, IoeventfdFlag, IoFdType, IoregionFlag,
-  MEMORY_MAP_FIXED, PROTOCOL_MAJOR, PROTOCOL_MINOR, RAM_WRITABLE, type DispatchCommand, type IoFdEntry, type MemoryMapReply,
-  type SlotInfo,
-  COMMAND_NAMES,
+  Command, COMMAND_NAMES, CONSOLE_HVC0, decodeConsole, decodeDispatchCommand, decodeIoFdsRequest, decodeIrqfdReply,
+  decodeMemoryMapReply, decodeSlot, decodeStateReply, decodeVersion, DISPATCH_RECORD_SIZE, encodeDispatchResponse,
+  encodeIoeventfd, encodeIoFdsReply, encodeIoregion, encodeLog, encodeMemoryMapRequest, encodeVersion, Errno, IoeventfdFlag,
+  IoFdType, IoregionFlag, MEMORY_MAP_FIXED, PROTOCOL_MAJOR, PROTOCOL_MINOR, RAM_WRITABLE, type DispatchCommand, type IoFdEntry,
+  type MemoryMapReply, type SlotInfo,
 } from '../../wire/protocol.ts';
 import { GuestRam } from './guest-ram.ts';
 import { deviceFdIo } from '../../native/device.ts';

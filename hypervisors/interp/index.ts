@@ -6,10 +6,11 @@
 //   vcpu.setSregs(...); vcpu.setRegs(...);
 //   for (;;) switch (vcpu.run()) { ... }
 //
-// Guest RAM is one SharedArrayBuffer covering 0..top of RAM (so other threads can map it);
-// RamRegion.fd is -1 until RAM comes from a memfd (the native addon would have to map it).
-// I/O and MMIO reads exit first and the instruction is re-executed with exit.data on the
-// next run(); writes complete and then exit.
+// Guest RAM is one SharedArrayBuffer covering 0..top of RAM, mapped from a memfd (RamRegion.fd)
+// that device processes map too. I/O and MMIO reads exit first and the instruction is
+// re-executed with exit.data on the next run(); writes complete and then exit. Plugin ioeventfds
+// and irqfds are wired from the main thread (wiring.ts); plugin interrupts are taken here when
+// the wiring kicks the vCPU.
 
 import {
   ExitReason, type Capabilities, type CpuidEntry, type Hypervisor, type KickToken, type RamRegion,

@@ -1,6 +1,6 @@
 // Plugin dispatch on the interpreter backend: a 32-bit guest run by the TypeScript CPU reads,
 // writes (non-posted and posted) and rings a doorbell and an ioeventfd in the probe plugin's
-// slot; every exit goes through vmm/regions/dispatch.ts, as the vCPU worker's loop does it.
+// slot; every exit goes through vmm/plugin-host/dispatch.ts, as the vCPU worker's bus does it.
 import { afterEach, describe, expect, test } from 'vitest';
 import { ExitReason } from '../../hypervisors/backend.ts';
 import { openInterp } from '../../hypervisors/interp/index.ts';

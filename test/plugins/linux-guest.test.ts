@@ -1,8 +1,8 @@
 // A Linux guest using the plugins through its own drivers (interpreter backend): dd to
 // /dev/vda and back with the image checked on the host, a read-only disk, hvc0 both ways, and
 // kill -9 of the block plugin during guest I/O (the guest gets EIO, the restarted plugin serves
-// the disk again). These need `tsvmm run --disk` (the VMM wiring
-// of vmm/regions) and an interpreter that boots Linux; until both exist they skip and say why.
+// the disk again). These need `tsvmm run --disk` (the plugin host,
+// vmm/plugin-host) and an interpreter that boots Linux; until both exist they skip and say why.
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -21,7 +21,7 @@ function skipReason(): string | undefined {
   } catch (e) {
     return `tsvmm run --help failed: ${(e as Error).message}`;
   }
-  if (!help.includes('--disk')) return 'tsvmm run has no --disk option yet (vmm/regions is not wired into vmm/run.ts)';
+  if (!help.includes('--disk')) return 'tsvmm run has no --disk option yet (the plugin host is not wired into cli/run.ts)';
   if (!imagePaths('i386').built) return 'the i386 guest image is not built (tsvmm image build)';
   return undefined;
 }

@@ -2,7 +2,7 @@
 //
 // Every vCPU is registered under a small integer `slot` together with the thread that owns it
 // (the thread that created it and calls KVM_RUN) and its kvm_run mapping. The table is
-// process-global, not per isolate: the addon's shared object is loaded once per process, so
+// process-global, not per isolate: the module's shared object is loaded once per process, so
 // the main thread (one isolate) can kick a vCPU running in a worker thread (another isolate)
 // knowing only its slot number (the KickToken).
 //

@@ -125,7 +125,7 @@ static Napi::Value Run(const Napi::CallbackInfo& info) {
   kvm_run* run = e.run;
   for (;;) {
     if (ioctl(e.fd, KVM_RUN, 0) == 0) {
-      // Native exit filters go here: an exit the addon can complete itself (a plugin's
+      // Native exit filters go here: an exit the module can complete itself (a plugin's
       // ioregion, forwarded over its socket on this thread) is handled and followed by
       // `continue`, re-entering KVM_RUN without a round trip through JavaScript.
       if (CompleteIoregionExit(run)) continue;

@@ -44,7 +44,7 @@ static Napi::Value CreatePit2(const Napi::CallbackInfo& info) {
 }
 
 // setUserMemoryRegion(vmFd, slot, flags, guestPhys, memory: Uint8Array | null): void
-// `memory` must be (part of) a mapping made by this addon (mapFd), so KVM can never be handed
+// `memory` must be (part of) a mapping made by this module (mapFd), so KVM can never be handed
 // pages that JavaScript's garbage collector might free; null deletes the slot.
 static Napi::Value SetUserMemoryRegion(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
