@@ -10,7 +10,7 @@ import { startPluginManager } from '../vmm/plugin-host/manager.ts';
 import { platformRanges } from '../vmm/platform.ts';
 import { VirtualMachine, type VmEnd } from '../vmm/virtual-machine.ts';
 import { webConsoleLines } from '../web/cli-options.ts';
-import { startWebConsole } from '../web/server.ts';
+import { startWebConsole, type WebConsole } from '../web/server.ts';
 import { chooseBackend, type BackendRequest } from './backend-choice.ts';
 import { ConsoleTail } from './console-tail.ts';
 import { UsageError } from './errors.ts';
@@ -59,6 +59,7 @@ export async function run(options: RunOptions): Promise<number> {
   if (options.deterministic && !deterministicPossible(options.backend)) throw new UsageError(DETERMINISTIC_NEEDS_INTERP);
   // Device processes start first: their start-up overlaps the backend probe and the kernel load.
   let vm: VirtualMachine | undefined;
+  let web: WebConsole | undefined;
   const plugins = startPluginManager({
     memoryMap: buildMemoryMap(options.memBytes),
     inProcess: platformRanges(),
@@ -90,11 +91,12 @@ export async function run(options: RunOptions): Promise<number> {
       plugins,
       log,
     });
+    web = options.web ? await startWebConsole({ hub: vm.consoles, ...options.web, log }).catch((e: Error) => { throw new UsageError(e.message); }) : undefined;
   } catch (e) {
     await plugins.shutdown();
     throw e;
   }
-  return new RunSession(vm, options).run();
+  return new RunSession(vm, web, options).run();
 }
 
 /** The VM with the user's terminal, the browser console and the process's signals around it. */
@@ -103,7 +105,7 @@ class RunSession {
   private terminal: Terminal | undefined;
   private stopSignal: NodeJS.Signals | undefined;
 
-  constructor(private readonly vm: VirtualMachine, private readonly options: RunOptions) {}
+  constructor(private readonly vm: VirtualMachine, private readonly web: WebConsole | undefined, private readonly options: RunOptions) {}
 
   async run(): Promise<number> {
     const { vm, options } = this;
@@ -117,13 +119,11 @@ class RunSession {
     if (options.stdio) {
       this.terminal = new Terminal({ hub: vm.consoles, console: options.console, onQuit: () => vm.stop('quit with Ctrl-A x') });
     }
-    let web;
+    if (this.web) for (const line of webConsoleLines(this.web)) process.stdout.write(`${line}\n`);
     try {
-      web = options.web ? await startWebConsole({ hub: vm.consoles, ...options.web, log }) : undefined;
-      if (web) for (const line of webConsoleLines(web)) process.stdout.write(`${line}\n`);
       return this.report(await vm.run());
     } finally {
-      await web?.close();
+      await this.web?.close();
       this.terminal?.restore();
       for (const s of signals) process.off(s, onSignal);
     }

@@ -1,5 +1,6 @@
 // The CLI as users meet it: help, and every bad input ending in a clear message and exit code 2.
 import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
@@ -43,6 +44,22 @@ describe('tsvmm CLI', () => {
     expect(r.code).toBe(2);
     expect(r.stderr).not.toMatch(/^\s+at |Node\.js v\d|\bError: /m);
     expect(r.stderr).not.toMatch(/virtio-console/);
+  });
+
+  test('--web on a port that is taken: the message with the fix and exit 2, no stack trace', async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const port = (taken.address() as AddressInfo).port;
+    const kernel = join(dir, 'web-kernel');
+    writeFileSync(kernel, 'never booted: the web console fails first');
+    try {
+      const r = await runTsvmm(['run', '--backend', 'interp', '--kernel', kernel, '--no-stdio', '--web', `127.0.0.1:${port}`]);
+      expect(r.stderr).toMatch(/cannot serve the web console on 127\.0\.0\.1:\d+: EADDRINUSE: the port is in use; choose another/);
+      expect(r.code).toBe(2);
+      expect(r.stderr).not.toMatch(/^\s+at |internal error/m);
+    } finally {
+      taken.close();
+    }
   });
 
   test('a kernel file that is neither bzImage nor ELF is refused with exit 2', async () => {
