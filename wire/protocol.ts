@@ -1,6 +1,6 @@
 // The tsvmm plugin protocol, as constants and byte layouts (docs/protocol.md is the spec; this
 // file must agree with it). Every payload and the 32-byte dispatch record is encoded and decoded
-// here, and nowhere else: the VMM's plugin host (vmm/plugins/) and the plugin SDK
+// here, and nowhere else: the VMM's plugin host (vmm/plugin-host/) and the plugin SDK
 // (devices/plugin-sdk/) read no raw offsets. Decoders of what a peer sent validate and return a
 // string naming the problem instead of throwing. Everything is little-endian.
 

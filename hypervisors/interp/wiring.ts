@@ -1,6 +1,6 @@
 // An interpreter VM's ioeventfds and irqfds, wired from the main thread. The interpreter has no
 // kernel to do either, so: an ioeventfd goes into the VMM module's dispatch table, which signals
-// it when the VMM offers the guest's write there (vmm/plugins/dispatch.ts); an irqfd is watched on
+// it when the VMM offers the guest's write there (vmm/plugin-host/dispatch.ts); an irqfd is watched on
 // the main thread's event loop, and each time it is written the line is pulsed through the VM's
 // interrupt mailbox and the vCPU kicked to take it (irq-mailbox.ts).
 import type { IoeventfdSpec, VmWiring, WiringToken } from '../backend.ts';

@@ -237,7 +237,7 @@ Napi::Value CloseChannel(const Napi::CallbackInfo& info) {
 }
 
 // ioregionAdd(id, bus, start, size, userData, flags, channel). Validation is the registry's job
-// (vmm/plugins/registry.ts); this only refuses an unknown channel.
+// (vmm/plugin-host/registry.ts); this only refuses an unknown channel.
 Napi::Value Add(const Napi::CallbackInfo& info) {
   const char* fn = "ioregionAdd";
   Region r;
